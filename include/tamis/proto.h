@@ -1,0 +1,136 @@
+/*
+ * proto: the spamc/spamd wire protocol (SPAMC/1.0-1.5), shared by tamisd and tamisc.
+ *
+ * Request side (server): an incremental parser fed with whatever bytes arrive. It validates
+ * exactly as spamd does (spec-protocol.md §2) and, on error, yields spamd's EX_* code and the
+ * exact error line to send. It enforces a maximum body size and the 256-header limit, so nothing
+ * a client sends grows memory without bound.
+ *
+ * Reply side: builders for every success reply and error line, byte-exact (§4).
+ *
+ * Ownership: tamis_proto_req_new() returns a parser the caller frees with tamis_proto_req_free();
+ * strings it returns belong to it. Reply builders append to a caller-owned buffer.
+ * Threads: a parser is used by one thread at a time; no global state.
+ */
+#ifndef TAMIS_PROTO_H
+#define TAMIS_PROTO_H
+
+#include "tamis/core.h"
+
+/* sysexits values used on the wire */
+enum {
+    TAMIS_EX_OK = 0,
+    TAMIS_EX_USAGE = 64,
+    TAMIS_EX_DATAERR = 65,
+    TAMIS_EX_NOINPUT = 66,
+    TAMIS_EX_NOUSER = 67,
+    TAMIS_EX_NOHOST = 68,
+    TAMIS_EX_UNAVAILABLE = 69,
+    TAMIS_EX_SOFTWARE = 70,
+    TAMIS_EX_OSERR = 71,
+    TAMIS_EX_OSFILE = 72,
+    TAMIS_EX_CANTCREAT = 73,
+    TAMIS_EX_IOERR = 74,
+    TAMIS_EX_TEMPFAIL = 75,
+    TAMIS_EX_PROTOCOL = 76,
+    TAMIS_EX_NOPERM = 77,
+    TAMIS_EX_CONFIG = 78,
+    TAMIS_EX_TIMEOUT = 79,
+    TAMIS_EX_TOOBIG = 98,
+};
+
+typedef enum {
+    TAMIS_VERB_NONE = 0,
+    TAMIS_VERB_CHECK,
+    TAMIS_VERB_SYMBOLS,
+    TAMIS_VERB_REPORT,
+    TAMIS_VERB_REPORT_IFSPAM,
+    TAMIS_VERB_SKIP,
+    TAMIS_VERB_PING,
+    TAMIS_VERB_PROCESS,
+    TAMIS_VERB_HEADERS,
+    TAMIS_VERB_TELL,
+} tamis_verb_t;
+
+const char *tamis_proto_verb_name(tamis_verb_t v);
+
+/* TELL Set/Remove bits */
+enum { TAMIS_TELL_LOCAL = 1, TAMIS_TELL_REMOTE = 2 };
+
+typedef enum {
+    TAMIS_PROTO_NEED_MORE = 0, /* feed more bytes (or call finish at EOF) */
+    TAMIS_PROTO_DONE = 1,      /* a complete request: verb, headers and body are available */
+    TAMIS_PROTO_ERROR = 2,     /* send tamis_proto_req_error_line() and close */
+} tamis_proto_state_t;
+
+typedef struct tamis_proto_req tamis_proto_req_t;
+
+/* max_body: largest body (after inflation) kept. Past it the parser stops storing (memory stays
+ * bounded), keeps counting, and tamis_proto_req_too_big() turns true; the server decides the reply. */
+tamis_proto_req_t *tamis_proto_req_new(size_t max_body);
+void tamis_proto_req_free(tamis_proto_req_t *r);
+
+/* Feeds bytes. Returns the new state. Bytes after a complete request are ignored. */
+tamis_proto_state_t tamis_proto_req_feed(tamis_proto_req_t *r, const char *data, size_t len);
+/* The peer half-closed: completes a body read to EOF (no Content-length, or Compress), or yields
+ * the EOF errors spamd gives ("(closed before headers)", "(EOF during headers)", length
+ * mismatch). */
+tamis_proto_state_t tamis_proto_req_finish(tamis_proto_req_t *r);
+tamis_proto_state_t tamis_proto_req_state(const tamis_proto_req_t *r);
+/* True once the request line and header block are complete (the verb and headers are known). */
+bool tamis_proto_req_headers_done(const tamis_proto_req_t *r);
+
+tamis_verb_t tamis_proto_req_verb(const tamis_proto_req_t *r);
+/* Protocol version as a number: "1.5" → 1.5 (compared numerically, as spamd does). */
+double tamis_proto_req_version(const tamis_proto_req_t *r);
+const char *tamis_proto_req_user(const tamis_proto_req_t *r);          /* NULL if absent */
+const char *tamis_proto_req_message_class(const tamis_proto_req_t *r); /* NULL if absent */
+unsigned tamis_proto_req_set(const tamis_proto_req_t *r);              /* TAMIS_TELL_* bits */
+unsigned tamis_proto_req_remove(const tamis_proto_req_t *r);
+bool tamis_proto_req_compressed(const tamis_proto_req_t *r);
+/* The body (inflated if it was compressed). Valid once DONE. */
+tamis_slice_t tamis_proto_req_body(const tamis_proto_req_t *r);
+/* The body exceeded max_body: the server answers as spamd does for its --max-size. */
+bool tamis_proto_req_too_big(const tamis_proto_req_t *r);
+
+/* On ERROR: the sysexits code and the full line to send ("SPAMD/1.0 76 Bad header line: …\r\n"). */
+int tamis_proto_req_error_code(const tamis_proto_req_t *r);
+const char *tamis_proto_req_error_line(const tamis_proto_req_t *r);
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+typedef struct {
+    bool is_spam;
+    const char *score;     /* display score, e.g. "15.3" */
+    const char *threshold; /* e.g. "5.0" */
+    tamis_slice_t body;    /* SYMBOLS list, report, rewritten message (ignored for CHECK) */
+} tamis_proto_verdict_t;
+
+/* Appends the success reply for verb at client version (spec-protocol §4.2). */
+int tamis_proto_reply(tamis_buf_t *out, tamis_verb_t verb, double version,
+                      const tamis_proto_verdict_t *v);
+/* "SPAMD/1.5 0 PONG\r\n" */
+int tamis_proto_reply_pong(tamis_buf_t *out);
+/* TELL reply: DidSet/DidRemove lines and the extra CRLF pair. */
+int tamis_proto_reply_tell(tamis_buf_t *out, unsigned did_set, unsigned did_remove);
+/* "SPAMD/1.0 <code> <text>\r\n" */
+int tamis_proto_reply_error(tamis_buf_t *out, int code, const char *text);
+
+/* ---- client side (tamisc) -------------------------------------------------------------------- */
+
+typedef struct {
+    int code;              /* status code */
+    double version;        /* SPAMD/<version> */
+    bool has_spam;         /* a Spam: header was present */
+    bool is_spam;          /* "True"/"Yes" (case-insensitive) */
+    double score, threshold;
+    long content_length;   /* -1 if absent */
+    unsigned did_set, did_remove;
+    size_t header_bytes;   /* bytes of status line + header block */
+} tamis_proto_response_t;
+
+/* Parses a reply's status line and header block from buf. Returns 1 when complete (header_bytes
+ * set), 0 when more bytes are needed, or a negative TAMIS_E* on a malformed reply. */
+int tamis_proto_parse_response(const char *buf, size_t len, tamis_proto_response_t *out);
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * rules: SpamAssassin's .cf language (spec-rules.md): loading, compiling and running rules.
+ *
+ * Loading reads files and folders in SpamAssassin's order (a folder contributes its *.pre files,
+ * then its *.cf files, byte-order sorted), runs the preprocessor (if/ifplugin/else/endif, include,
+ * require_version, lang), compiles every regex with PCRE2 (JIT, match and depth limits), resolves
+ * meta rules and priorities, and hands settings to lib/conf. A rule that cannot compile is dropped
+ * with a warning naming file:line; only failures that make the whole set unusable (an unreadable
+ * file named explicitly, allocation failure) make the load fail.
+ *
+ * A compiled rule set is immutable and reference-counted: a reload builds a new one and swaps it,
+ * scans in flight keep theirs. Running needs per-thread scratch (PCRE2 match data, JIT stack),
+ * which the run call keeps in thread-local storage, so any number of threads may run the same
+ * set at once.
+ *
+ * Ownership: tamis_rules_load() returns a set with one reference; tamis_rules_unref() drops it.
+ * Hit results live in the arena passed to tamis_rules_run().
+ */
+#ifndef TAMIS_RULES_H
+#define TAMIS_RULES_H
+
+#include "tamis/conf.h"
+#include "tamis/core.h"
+#include "tamis/msg.h"
+
+typedef struct tamis_ruleset tamis_ruleset_t;
+
+typedef struct {
+    /* Files or folders, loaded in this order. A missing path is an error unless optional. */
+    const char *const *paths;
+    size_t path_count;
+    bool paths_optional;
+    /* Extra directives applied after the files ("--cf" lines, tests), as if from "<cmdline>". */
+    const char *const *extra_lines;
+    size_t extra_line_count;
+    /* Locale for `lang xx` lines; NULL = from LANGUAGE/LC_ALL/LC_MESSAGES/LANG, C/POSIX = en_US. */
+    const char *locale;
+} tamis_rules_source_t;
+
+/* Loads and compiles. Warnings and errors go to diag (may be NULL). On success *out holds a set
+ * with one reference. On failure *out is NULL and err says why (the first error with file:line). */
+int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tamis_diag_t *diag,
+                     char *err, size_t errlen);
+tamis_ruleset_t *tamis_rules_ref(tamis_ruleset_t *rs);
+void tamis_rules_unref(tamis_ruleset_t *rs); /* NULL is a no-op */
+
+/* The settings loaded with the set (owned by the set). */
+const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs);
+
+/* Counts for logs and --lint: defined rules by type, and the eval functions used by some rule that
+ * Tamis does not implement (each listed once, with the rules that use it). */
+size_t tamis_rules_count(const tamis_ruleset_t *rs);
+int tamis_rules_lint(const tamis_ruleset_t *rs, tamis_buf_t *out);
+
+/* Rule type of a hit, for the report's "area" prefix and statistics. */
+typedef enum {
+    TAMIS_RULE_HEADER,
+    TAMIS_RULE_BODY,
+    TAMIS_RULE_RAWBODY,
+    TAMIS_RULE_FULL,
+    TAMIS_RULE_URI,
+    TAMIS_RULE_META,
+    TAMIS_RULE_MIMEHEADER,
+    TAMIS_RULE_EVAL_HEADER,
+    TAMIS_RULE_EVAL_BODY,
+    TAMIS_RULE_EVAL_RAWBODY,
+    TAMIS_RULE_EVAL_FULL,
+} tamis_rule_type_t;
+
+enum {
+    TAMIS_TFLAG_NET = 1 << 0,
+    TAMIS_TFLAG_NICE = 1 << 1,
+    TAMIS_TFLAG_USERCONF = 1 << 2,
+    TAMIS_TFLAG_NOAUTOLEARN = 1 << 3,
+    TAMIS_TFLAG_MULTIPLE = 1 << 4,
+    TAMIS_TFLAG_LEARN = 1 << 5,
+    TAMIS_TFLAG_NOSUBJECT = 1 << 6,
+    TAMIS_TFLAG_AUTOLEARN_FORCE = 1 << 7,
+    TAMIS_TFLAG_NOLOG = 1 << 8,
+};
+
+typedef struct {
+    const char *name;        /* owned by the rule set */
+    const char *description; /* owned by the rule set; "No description available." by default */
+    double score;            /* in the score set used */
+    double value;            /* hit value (count for multiple, eval/meta value) */
+    tamis_rule_type_t type;
+    unsigned tflags;
+    const char *log; /* extra "[...]" detail for the report, or NULL (arena) */
+} tamis_hit_t;
+
+/* External inputs that later issues plug in (Bayes, DNS); zero means "not available". */
+typedef struct {
+    int score_set;         /* 0-3: bit 0 = network tests, bit 1 = Bayes (spec-rules §2.2) */
+    bool bayes_available;  /* check_bayes() evals see bayes_probability */
+    double bayes_probability;
+    const char *envelope_from; /* from the front end (e.g. milter, Postfix), or NULL */
+    const char *locale_languages; /* detected languages ("en"), or NULL */
+    double time_budget_ms;  /* 0 = none; past it, remaining tests are skipped */
+    /* Network results: called for an eval the engine delegates (check_rbl*, check_uridnsbl,
+     * askdns). Returns true to record a hit. NULL = network rules never hit. */
+    bool (*net_eval)(void *ctx, const char *rule, const char *func, const char *const *args,
+                     size_t nargs);
+    void *net_ctx;
+} tamis_rules_run_opts_t;
+
+typedef struct {
+    tamis_hit_t *hits; /* scored, reportable hits (no "__" sub-rules, score != 0), in hit order */
+    size_t hit_count;
+    const char **subtests; /* names of "__" sub-rules that hit, in hit order */
+    size_t subtest_count;
+    double score;       /* sum of hit scores rounded to 3 decimals */
+    double autolearn_points_head, autolearn_points_body; /* for spec-bayes §7 */
+    unsigned regex_limit_hits; /* PCRE2 match/depth limit reached (counted, treated as no match) */
+    bool time_limit_exceeded;
+    /* Tag values exported by named captures (%{NAME} templates), NULL-terminated pairs. */
+    const char *const *tags;
+} tamis_rules_result_t;
+
+/* Runs every rule on m. All result memory comes from arena. Fails only on allocation failure. */
+int tamis_rules_run(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                    const tamis_rules_run_opts_t *opts, tamis_arena_t *arena,
+                    tamis_rules_result_t *out, char *err, size_t errlen);
+
+/* Trust evaluation of the Received chain under this set's trusted/internal networks, as
+ * X-Spam-Relays-* formats them. Strings belong to arena. */
+typedef struct {
+    const char *trusted, *untrusted, *internal, *external; /* "[ ip=… ] [ … ]" */
+    const char *last_external_ip;                            /* "" if none */
+    const char *first_trusted_ip;
+} tamis_rules_relays_t;
+int tamis_rules_relays(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *arena,
+                       tamis_rules_relays_t *out);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * scan: the per-message pipeline and its result, formatted as SpamAssassin 4.0 formats it.
+ *
+ * tamis_scan_run() parses the message (lib/msg), runs the rule set (lib/rules), scores it and keeps
+ * everything the front ends need: the verdict, the hit list, the report text, the SYMBOLS list and
+ * the rewritten message (X-Spam-* headers, rewrite_header, report_safe 0/1/2), byte for byte as
+ * spec-protocol.md §4.1 and §6 describe.
+ *
+ * Ownership: a tamis_scan_t owns one arena holding the message, the hits and every string it
+ * returns; tamis_scan_free() releases all of it at once. It keeps a reference to the rule set.
+ * Threads: run on a worker thread; the result may then be read by any one thread.
+ */
+#ifndef TAMIS_SCAN_H
+#define TAMIS_SCAN_H
+
+#include "tamis/core.h"
+#include "tamis/msg.h"
+#include "tamis/rules.h"
+
+typedef struct tamis_scan tamis_scan_t;
+
+typedef struct {
+    const char *hostname;      /* for _HOSTNAME_ and the report_safe Received line; NULL = gethostname */
+    const char *remote_host;   /* _REMOTEHOSTNAME_ ("localhost" when unknown) */
+    const char *remote_addr;   /* _REMOTEHOSTADDR_ ("127.0.0.1") */
+    const char *user;          /* spamc User header, for logs */
+    time_t now;                /* 0 = time(NULL); fixed values make tests reproducible */
+    unsigned long boundary_seed; /* 0 = random; report_safe MIME boundary */
+    bool local_only;           /* spamd -L: score sets without network */
+    const tamis_msg_limits_t *limits; /* NULL = defaults */
+    tamis_rules_run_opts_t run;       /* passed to tamis_rules_run (score_set is set by scan) */
+} tamis_scan_opts_t;
+
+void tamis_scan_opts_default(tamis_scan_opts_t *o);
+
+/* Scans data (copied). Fails on TAMIS_ENOMEM or TAMIS_ELIMIT (over max_message_bytes). */
+int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tamis_scan_opts_t *o,
+                   tamis_scan_t **out, char *err, size_t errlen);
+void tamis_scan_free(tamis_scan_t *s);
+
+const tamis_msg_t *tamis_scan_msg(const tamis_scan_t *s);
+double tamis_scan_score(const tamis_scan_t *s);    /* rounded to 3 decimals */
+double tamis_scan_required(const tamis_scan_t *s); /* required_score */
+bool tamis_scan_is_spam(const tamis_scan_t *s);
+size_t tamis_scan_hit_count(const tamis_scan_t *s);
+const tamis_hit_t *tamis_scan_hit(const tamis_scan_t *s, size_t i);
+const tamis_rules_result_t *tamis_scan_result(const tamis_scan_t *s);
+double tamis_scan_elapsed_ms(const tamis_scan_t *s);
+
+/* Display strings (spec-protocol §4.1): "%2.1f" score with the r − 0.1 rule for ham, and "%2.1f"
+ * threshold. Owned by s. */
+const char *tamis_scan_score_str(const tamis_scan_t *s);
+const char *tamis_scan_required_str(const tamis_scan_t *s);
+
+/* SYMBOLS body: sorted, comma-joined names of scored hits (no trailing newline). Appended to out. */
+int tamis_scan_symbols(const tamis_scan_t *s, tamis_buf_t *out);
+/* REPORT body: the report template (spam or ham form) with tags replaced, LF line ends. */
+int tamis_scan_report(const tamis_scan_t *s, tamis_buf_t *out);
+/* PROCESS body: the rewritten message, line endings following the input. */
+int tamis_scan_rewrite(const tamis_scan_t *s, tamis_buf_t *out);
+/* HEADERS body: the rewritten message up to and including the first blank line. */
+int tamis_scan_headers(const tamis_scan_t *s, tamis_buf_t *out);
+/* Expands _TAGS_ of a template (add_header values, report lines) for this result. */
+int tamis_scan_expand(const tamis_scan_t *s, const char *template, tamis_buf_t *out);
+
+/* One log line (id, verdict, score, hits, milliseconds), without a trailing newline. */
+int tamis_scan_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out);
+
+#endif
