@@ -26,7 +26,11 @@
 typedef struct tamis_ruleset tamis_ruleset_t;
 
 typedef struct {
-    /* Files or folders, loaded in this order. A missing path is an error unless optional. */
+    /* SpamAssassin's layout (spec-rules §1.1): site_rules_dir's *.pre, then default_rules_dir's
+     * *.pre and *.cf, then site_rules_dir's *.cf. Either may be NULL. Loaded before paths. */
+    const char *default_rules_dir;
+    const char *site_rules_dir;
+    /* Further files or folders, loaded in this order. A missing path is an error unless optional. */
     const char *const *paths;
     size_t path_count;
     bool paths_optional;
