@@ -64,10 +64,10 @@ typedef struct tamis_conf {
     double required_score; /* required_score / required_hits, default 5 */
 
     /* marking (spec-protocol §6) */
-    int report_safe;           /* 0, 1, 2; default 1 */
-    bool fold_headers;         /* default 1 */
+    int report_safe;            /* 0, 1, 2; default 1 */
+    bool fold_headers;          /* default 1 */
     unsigned report_wrap_width; /* default 75 */
-    char *rewrite_subject;     /* rewrite_header Subject STRING, NULL if unset */
+    char *rewrite_subject;      /* rewrite_header Subject STRING, NULL if unset */
     char *rewrite_from;
     char *rewrite_to;
     tamis_conf_header_t *headers; /* add_header list in order (defaults included) */
@@ -103,14 +103,14 @@ typedef struct tamis_conf {
     tamis_addr_list_t uridnsbl_skip_domains;
 
     /* learning and network switches (used by later issues) */
-    bool use_bayes;                  /* default 1 */
-    bool use_bayes_rules;            /* default 1 */
-    bool bayes_auto_learn;           /* default 1 */
-    double bayes_auto_learn_threshold_nonspam; /* 0.1 */
-    double bayes_auto_learn_threshold_spam;    /* 12.0 */
+    bool use_bayes;                                 /* default 1 */
+    bool use_bayes_rules;                           /* default 1 */
+    bool bayes_auto_learn;                          /* default 1 */
+    double bayes_auto_learn_threshold_nonspam;      /* 0.1 */
+    double bayes_auto_learn_threshold_spam;         /* 12.0 */
     unsigned bayes_min_ham_num, bayes_min_spam_num; /* 200 */
-    bool skip_rbl_checks;             /* default 0 */
-    double rbl_timeout;               /* default 15 */
+    bool skip_rbl_checks;                           /* default 0 */
+    double rbl_timeout;                             /* default 15 */
 
     /* Settings the table knows but Tamis does not act on yet, kept for --lint and the dump. */
     void *internal; /* private to lib/conf */
@@ -123,9 +123,9 @@ void tamis_conf_free(tamis_conf_t *c);
 
 /* Result of tamis_conf_apply(). */
 enum {
-    TAMIS_CONF_APPLIED = 0,  /* the directive was a known setting and was applied */
-    TAMIS_CONF_UNKNOWN = 1,  /* not a setting this table knows (the caller may warn) */
-    TAMIS_CONF_IGNORED = 2,  /* known but deliberately ignored (plugin settings Tamis lacks) */
+    TAMIS_CONF_APPLIED = 0, /* the directive was a known setting and was applied */
+    TAMIS_CONF_UNKNOWN = 1, /* not a setting this table knows (the caller may warn) */
+    TAMIS_CONF_IGNORED = 2, /* known but deliberately ignored (plugin settings Tamis lacks) */
 };
 
 /* Applies one directive ("required_score", "5") read at file:line. Bad values are reported in

@@ -66,9 +66,9 @@ typedef struct {
     const char *name;    /* as written, e.g. "Subject" */
     const char *raw;     /* bytes after "Name:" and its following blanks, folding kept, final EOL
                             removed */
-    const char *decoded; /* unfolded, trimmed, RFC 2047 decoded, converted to UTF-8 (raw 8-bit that is
-                            not UTF-8 transcoded by guess); no decoding for the headers SA exempts
-                            (Received, Message-ID, Date, Resent-*, MIME-Version, References,
+    const char *decoded; /* unfolded, trimmed, RFC 2047 decoded, converted to UTF-8 (raw 8-bit that
+                            is not UTF-8 transcoded by guess); no decoding for the headers SA
+                            exempts (Received, Message-ID, Date, Resent-*, MIME-Version, References,
                             In-Reply-To, List-*) */
     tamis_slice_t pristine; /* the whole field: "Name: value\r\n\tfolded\r\n" with its EOLs */
 } tamis_header_t;
@@ -96,11 +96,16 @@ typedef struct {
     time_t date;         /* date after ';', 0 if absent or unparseable */
     bool ip_private;     /* client IP is private/reserved/loopback */
     bool unparseable;    /* the field could not be parsed into a relay */
-    bool skipped;        /* SA ignores this field (local delivery, fetchmail, etc.) */
+    bool skipped;        /* SA ignores this field (local delivery, fetchmail, etc.); relays newer
+                            than a fetch marker are skipped too when all of them are private or
+                            authenticated (SA's restart of the trusted chain, default trust) */
+    bool fetch_marker;   /* a POP3/IMAP fetcher line (SA: found_pop_fetcher_sig) */
+    bool originating;    /* synthetic relay from an originating-IP header (X-Originating-IP …,
+                            the stock originating_ip_headers list), after the Received ones */
     const tamis_header_t *header;
 } tamis_relay_t;
 
-/* All Received fields top to bottom (newest first). */
+/* All Received fields top to bottom (newest first), then the synthetic originating-IP relays. */
 size_t tamis_msg_relay_count(const tamis_msg_t *m);
 const tamis_relay_t *tamis_msg_relay_at(const tamis_msg_t *m, size_t i);
 
@@ -129,7 +134,7 @@ typedef struct {
     const char *disposition; /* lower-case, "" if none */
     unsigned depth;          /* 0 = top-level entity */
     bool is_leaf;
-    size_t raw_bytes;     /* encoded body size */
+    size_t raw_bytes;      /* encoded body size */
     tamis_slice_t decoded; /* transfer-decoded content (leaf parts; may be truncated by limits) */
     const tamis_header_t *headers; /* this part's own header fields */
     size_t header_count;
@@ -171,22 +176,26 @@ const char *tamis_msg_uri_string(const tamis_msg_t *m, size_t i);
 /* ---- statistics for eval functions ---------------------------------------------------------- */
 
 /* HTML statistics by SpamAssassin's names (HTMLEval: "html_message", "non_uri_len", "image_area",
- * "max_img_area", "min_img_area", "title_index", "backhair_count", "font_small", "obfuscation_ratio"
- * …). Returns false if the statistic is unknown; *out is then 0. */
+ * "max_img_area", "min_img_area", "title_index", "backhair_count", "font_small",
+ * "obfuscation_ratio" …). Returns false if the statistic is unknown; *out is then 0. */
 bool tamis_msg_html_stat(const tamis_msg_t *m, const char *name, double *out);
 /* Was this tag seen in any HTML part? Count of start tags minus end tags (html_tag_balance). */
 bool tamis_msg_html_tag_seen(const tamis_msg_t *m, const char *tag);
 long tamis_msg_html_tag_balance(const tamis_msg_t *m, const char *tag);
+/* Every tag seen (the "inside" table of HTML.pm), for listing: name and balance of entry i. */
+size_t tamis_msg_html_tag_count(const tamis_msg_t *m);
+const char *tamis_msg_html_tag_at(const tamis_msg_t *m, size_t i, long *balance);
 /* Collected HTML text areas for html_text_match: "title", "comment", "anchor", "meta", … ("" if
  * none). */
 const char *tamis_msg_html_text(const tamis_msg_t *m, const char *area);
 
 /* MIME counters/flags by SpamAssassin's names (MIMEEval check_for_mime: "mime_base64_count",
- * "mime_base64_encoded_text", "mime_body_html_count", "mime_body_text_count", "mime_faraway_charset",
- * "mime_missing_boundary", "mime_multipart_alternative", "mime_multipart_ratio", "mime_qp_count",
- * "mime_qp_illegal", "mime_qp_inline_no_charset", "mime_qp_long_line", "mime_qp_ratio" …) and parser
- * flags (check_msg_parse_flags: "missing_mime_head_body_separator", "missing_head_body_separator",
- * "truncated_header", "mime_missing_boundary" …). Unknown names give false and 0. */
+ * "mime_base64_encoded_text", "mime_body_html_count", "mime_body_text_count",
+ * "mime_faraway_charset", "mime_missing_boundary", "mime_multipart_alternative",
+ * "mime_multipart_ratio", "mime_qp_count", "mime_qp_illegal", "mime_qp_inline_no_charset",
+ * "mime_qp_long_line", "mime_qp_ratio" …) and parser flags (check_msg_parse_flags:
+ * "missing_mime_head_body_separator", "missing_head_body_separator", "truncated_header",
+ * "mime_missing_boundary" …). Unknown names give false and 0. */
 bool tamis_msg_mime_stat(const tamis_msg_t *m, const char *name, double *out);
 bool tamis_msg_parse_flag(const tamis_msg_t *m, const char *name);
 

@@ -66,17 +66,26 @@ typedef enum {
 typedef struct tamis_proto_req tamis_proto_req_t;
 
 /* max_body: largest body (after inflation) kept. Past it the parser stops storing (memory stays
- * bounded), keeps counting, and tamis_proto_req_too_big() turns true; the server decides the reply. */
+ * bounded), keeps counting, and tamis_proto_req_too_big() turns true; the server decides the reply.
+ */
 tamis_proto_req_t *tamis_proto_req_new(size_t max_body);
 void tamis_proto_req_free(tamis_proto_req_t *r);
+/* spamd's --allow-tell (default off): without it a TELL yields, right after its header block,
+ * "SPAMD/1.0 69 Service Unavailable: TELL commands are not enabled, set the --allow-tell switch."
+ */
+void tamis_proto_req_allow_tell(tamis_proto_req_t *r, bool allow);
 
-/* Feeds bytes. Returns the new state. Bytes after a complete request are ignored. */
+/* Feeds bytes. Returns the new state. Bytes after a complete request are ignored. A request or
+ * header line over 64 KiB is refused with "(header line too long)" (spamd has no limit). */
 tamis_proto_state_t tamis_proto_req_feed(tamis_proto_req_t *r, const char *data, size_t len);
 /* The peer half-closed: completes a body read to EOF (no Content-length, or Compress), or yields
  * the EOF errors spamd gives ("(closed before headers)", "(EOF during headers)", length
  * mismatch). */
 tamis_proto_state_t tamis_proto_req_finish(tamis_proto_req_t *r);
 tamis_proto_state_t tamis_proto_req_state(const tamis_proto_req_t *r);
+/* True once the request line was read (the verb is known, or it was rejected): the server then
+ * switches from --timeout-tcp to --timeout-child, as spamd does. */
+bool tamis_proto_req_line_done(const tamis_proto_req_t *r);
 /* True once the request line and header block are complete (the verb and headers are known). */
 bool tamis_proto_req_headers_done(const tamis_proto_req_t *r);
 
@@ -88,9 +97,13 @@ const char *tamis_proto_req_message_class(const tamis_proto_req_t *r); /* NULL i
 unsigned tamis_proto_req_set(const tamis_proto_req_t *r);              /* TAMIS_TELL_* bits */
 unsigned tamis_proto_req_remove(const tamis_proto_req_t *r);
 bool tamis_proto_req_compressed(const tamis_proto_req_t *r);
-/* The body (inflated if it was compressed). Valid once DONE. */
+/* The body (inflated if it was compressed), owned by r until tamis_proto_req_free(). Valid once
+ * DONE; empty when too big. */
 tamis_slice_t tamis_proto_req_body(const tamis_proto_req_t *r);
-/* The body exceeded max_body: the server answers as spamd does for its --max-size. */
+/* Body bytes received so far (compressed bytes until inflated), counted even when not stored. */
+size_t tamis_proto_req_body_count(const tamis_proto_req_t *r);
+/* The body exceeded max_body (tamisd --max-size): nothing was kept; tamisd answers
+ * "SPAMD/1.0 69 Service Unavailable: message too big (limit N bytes)". */
 bool tamis_proto_req_too_big(const tamis_proto_req_t *r);
 
 /* On ERROR: the sysexits code and the full line to send ("SPAMD/1.0 76 Bad header line: …\r\n"). */
@@ -119,18 +132,22 @@ int tamis_proto_reply_error(tamis_buf_t *out, int code, const char *text);
 /* ---- client side (tamisc) -------------------------------------------------------------------- */
 
 typedef struct {
-    int code;              /* status code */
-    double version;        /* SPAMD/<version> */
-    bool has_spam;         /* a Spam: header was present */
-    bool is_spam;          /* "True"/"Yes" (case-insensitive) */
+    int code;       /* status code */
+    double version; /* SPAMD/<version> */
+    bool has_spam;  /* a Spam: header was present */
+    bool is_spam;   /* "True"/"Yes" (case-insensitive) */
     double score, threshold;
-    long content_length;   /* -1 if absent */
+    long content_length; /* -1 if absent */
     unsigned did_set, did_remove;
-    size_t header_bytes;   /* bytes of status line + header block */
+    size_t status_bytes; /* bytes of the status line (set as soon as it is complete) */
+    size_t header_bytes; /* bytes of status line + header block */
 } tamis_proto_response_t;
 
-/* Parses a reply's status line and header block from buf. Returns 1 when complete (header_bytes
- * set), 0 when more bytes are needed, or a negative TAMIS_E* on a malformed reply. */
+/* Parses a reply's status line and header block from buf, as libspamc does (CR before LF dropped,
+ * unknown headers ignored, "Spam:" flag True or Yes case-insensitively). Returns 1 when complete
+ * (header_bytes set), 0 when more bytes are needed (status_bytes is set once the status line is
+ * complete: PONG and error replies have no header block), or TAMIS_EPROTO on a malformed reply
+ * (bad status line, version < 1.0, line over 8 KiB). */
 int tamis_proto_parse_response(const char *buf, size_t len, tamis_proto_response_t *out);
 
 #endif

@@ -30,7 +30,8 @@ typedef struct {
      * *.pre and *.cf, then site_rules_dir's *.cf. Either may be NULL. Loaded before paths. */
     const char *default_rules_dir;
     const char *site_rules_dir;
-    /* Further files or folders, loaded in this order. A missing path is an error unless optional. */
+    /* Further files or folders, loaded in this order. A missing path is an error unless optional.
+     */
     const char *const *paths;
     size_t path_count;
     bool paths_optional;
@@ -81,6 +82,8 @@ enum {
     TAMIS_TFLAG_NOSUBJECT = 1 << 6,
     TAMIS_TFLAG_AUTOLEARN_FORCE = 1 << 7,
     TAMIS_TFLAG_NOLOG = 1 << 8,
+    TAMIS_TFLAG_AUTOLEARN_BODY = 1 << 9,    /* count toward auto-learn body points */
+    TAMIS_TFLAG_AUTOLEARN_HEADER = 1 << 10, /* count toward auto-learn header points */
 };
 
 typedef struct {
@@ -95,12 +98,12 @@ typedef struct {
 
 /* External inputs that later issues plug in (Bayes, DNS); zero means "not available". */
 typedef struct {
-    int score_set;         /* 0-3: bit 0 = network tests, bit 1 = Bayes (spec-rules §2.2) */
-    bool bayes_available;  /* check_bayes() evals see bayes_probability */
+    int score_set;        /* 0-3: bit 0 = network tests, bit 1 = Bayes (spec-rules §2.2) */
+    bool bayes_available; /* check_bayes() evals see bayes_probability */
     double bayes_probability;
-    const char *envelope_from; /* from the front end (e.g. milter, Postfix), or NULL */
+    const char *envelope_from;    /* from the front end (e.g. milter, Postfix), or NULL */
     const char *locale_languages; /* detected languages ("en"), or NULL */
-    double time_budget_ms;  /* 0 = none; past it, remaining tests are skipped */
+    double time_budget_ms;        /* 0 = none; past it, remaining tests are skipped */
     /* Network results: called for an eval the engine delegates (check_rbl*, check_uridnsbl,
      * askdns). Returns true to record a hit. NULL = network rules never hit. */
     bool (*net_eval)(void *ctx, const char *rule, const char *func, const char *const *args,
@@ -109,12 +112,22 @@ typedef struct {
 } tamis_rules_run_opts_t;
 
 typedef struct {
-    tamis_hit_t *hits; /* scored, reportable hits (no "__" sub-rules, score != 0), in hit order */
+    /* Scored, reportable hits (no "__" sub-rules, score != 0), in hit order. As in SpamAssassin's
+     * test list, a `tflags multiple` rule appears once per match (each adds its score); every
+     * such entry carries the total count in .value. */
+    tamis_hit_t *hits;
     size_t hit_count;
-    const char **subtests; /* names of "__" sub-rules that hit, in hit order */
+    const char *
+        *subtests; /* names of "__" sub-rules that hit, in hit order (multiple: per match) */
     size_t subtest_count;
-    double score;       /* sum of hit scores rounded to 3 decimals */
-    double autolearn_points_head, autolearn_points_body; /* for spec-bayes §7 */
+    double score; /* sum of hit scores rounded to 3 decimals */
+    /* Auto-learn inputs as PerMsgStatus::_get_autolearn_points computes them (spec-bayes §7):
+     * scores of the set without Bayes, noautolearn/userconf/learn rules excluded, metas split
+     * between head and body by their dependencies' types; points = their total (3 decimals),
+     * learned_points = the learn (BAYES_*) rules' scores, autolearn_force = such hits. */
+    double autolearn_points_head, autolearn_points_body;
+    double autolearn_points, learned_points;
+    unsigned autolearn_force;
     unsigned regex_limit_hits; /* PCRE2 match/depth limit reached (counted, treated as no match) */
     bool time_limit_exceeded;
     /* Tag values exported by named captures (%{NAME} templates), NULL-terminated pairs. */
@@ -130,7 +143,7 @@ int tamis_rules_run(const tamis_ruleset_t *rs, const tamis_msg_t *m,
  * X-Spam-Relays-* formats them. Strings belong to arena. */
 typedef struct {
     const char *trusted, *untrusted, *internal, *external; /* "[ ip=… ] [ … ]" */
-    const char *last_external_ip;                            /* "" if none */
+    const char *last_external_ip;                          /* "" if none */
     const char *first_trusted_ip;
 } tamis_rules_relays_t;
 int tamis_rules_relays(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *arena,

@@ -30,8 +30,8 @@ typedef struct {
 typedef struct {
     tamis__relay_t *all; /* parsed, non-skipped relays, newest first */
     size_t count;
-    size_t trusted_count;  /* the first trusted_count entries are trusted */
-    size_t internal_count; /* the first internal_count entries are internal */
+    size_t trusted_count;      /* the first trusted_count entries are trusted */
+    size_t internal_count;     /* the first internal_count entries are internal */
     tamis_rules_relays_t text; /* X-Spam-Relays-* strings, last external ip, … */
     bool unparseable;          /* some Received field could not be parsed */
 } tamis__relays_t;
@@ -54,7 +54,7 @@ typedef struct tamis_eval_ctx {
     tamis_rule_type_t rule_type; /* header/body/rawbody/full eval */
     const char *log;             /* set by tamis__eval_log (arena) */
     tamis__memo_t *memo;
-    void *engine;                /* private to run.c */
+    void *engine; /* private to run.c */
 } tamis_eval_ctx_t;
 
 /* The value of a header expression exactly as a SpamAssassin header rule sees it ("Subject",
@@ -85,8 +85,8 @@ enum {
 typedef struct {
     const char *name; /* SpamAssassin's function name, e.g. "check_for_shifted_date" */
     tamis_eval_fn fn;
-    unsigned types;   /* TAMIS_EVAL_* */
-    bool net;         /* delegated to opts->net_eval (DNS-based) instead of fn */
+    unsigned types; /* TAMIS_EVAL_* */
+    bool net;       /* delegated to opts->net_eval (DNS-based) instead of fn */
 } tamis_eval_def_t;
 
 /* The registry: every eval_*.c file contributes a table; eval_table.c joins them. Lookup by name;
@@ -94,10 +94,10 @@ typedef struct {
 const tamis_eval_def_t *tamis__eval_lookup(const char *name);
 
 /* Tables contributed by the eval files (each NULL-name terminated). */
-extern const tamis_eval_def_t tamis__evals_header[];  /* eval_header.c: HeaderEval, WLBLEval… */
-extern const tamis_eval_def_t tamis__evals_body[];    /* eval_body.c: BodyEval, MIMEEval, HTMLEval */
-extern const tamis_eval_def_t tamis__evals_relay[];   /* eval_relay.c: RelayEval, trust */
-extern const tamis_eval_def_t tamis__evals_net[];     /* eval_net.c: DNSEval/URIDNSBL stubs → net */
+extern const tamis_eval_def_t tamis__evals_header[]; /* eval_header.c: HeaderEval, WLBLEval… */
+extern const tamis_eval_def_t tamis__evals_body[];   /* eval_body.c: BodyEval, MIMEEval, HTMLEval */
+extern const tamis_eval_def_t tamis__evals_relay[];  /* eval_relay.c: RelayEval, trust */
+extern const tamis_eval_def_t tamis__evals_net[]; /* eval_net.c: DNSEval/URIDNSBL stubs → net */
 
 /* Argument helpers: numeric value of an argument ("undef" → NAN, "inf" → INFINITY). */
 double tamis__eval_num(const char *arg);

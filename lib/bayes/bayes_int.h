@@ -1,0 +1,39 @@
+/*
+ * Internals shared by the files of lib/bayes: SHA-1 and the token set layout.
+ */
+#ifndef TAMIS_BAYES_INT_H
+#define TAMIS_BAYES_INT_H
+
+#include "tamis/bayes.h"
+
+#include <stdint.h>
+
+typedef struct {
+    uint32_t h[5];
+    uint64_t total;
+    uint8_t block[64];
+    size_t used;
+} tamis__sha1_t;
+
+void tamis__sha1_init(tamis__sha1_t *c);
+void tamis__sha1_update(tamis__sha1_t *c, const void *data, size_t len);
+void tamis__sha1_final(tamis__sha1_t *c, uint8_t out[20]);
+
+/* One token of a set. */
+typedef struct {
+    uint8_t key[TAMIS_BAYES_KEY_LEN];
+    uint32_t str_off; /* offset into the string pool */
+} tamis__tok_t;
+
+struct tamis_bayes_tokens {
+    tamis__tok_t *toks;
+    size_t count, cap;
+    tamis_buf_t pool; /* NUL-separated readable strings */
+    uint32_t *slots;  /* open-addressing hash on the key: index + 1, 0 = empty */
+    size_t nslots;
+};
+
+/* Is name in the stock bayes_ignore_header list (case-insensitive)? */
+bool tamis__bayes_stock_ignored(const char *name);
+
+#endif
