@@ -123,7 +123,9 @@ static int exchange(run_t *r, tamisc_transport_t *t, const tamis_buf_t *head, co
  * too long for it (EX_TOOBIG) is not retried. */
 static bool first_line_missing(const tamis_buf_t *in)
 {
-    return !in->data || (!memchr(in->data, '\n', in->len) && in->len < 8187);
+    tamis_proto_response_t resp;
+    return tamis_proto_parse_response(in->data ? in->data : "", in->len, &resp) == 0 &&
+           resp.status_bytes == 0;
 }
 
 /* Sends the request, moving to the next host and retrying while the reply is missing. */

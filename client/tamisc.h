@@ -3,9 +3,10 @@
  *
  * The behaviour copies Debian's spamc 4.0.1 (spamc.c + libspamc.c): the same options, the same
  * request bytes, the same stdout bytes and exit codes in every mode, including the safe fallback
- * that writes the original message back unchanged on any failure. Reply framing is parsed by
- * lib/proto (tamis_proto_parse_response); reply.c turns a reply into spamc's output and is kept
- * free of I/O so that the fuzz target can include it.
+ * that writes the original message back unchanged on any failure. The protocol is lib/proto's,
+ * shared with tamisd: tamis_proto_build_request writes the request head and
+ * tamis_proto_parse_response reads the reply as libspamc does; reply.c maps spamc's modes onto
+ * them and turns a reply into spamc's output.
  *
  * Threads: one; the process exits when done, so memory is freed at exit only where it is simple.
  */
@@ -112,7 +113,7 @@ int tamisc_send(int fd, const void *p, size_t n, int timeout);
 /* One read with a timeout; returns bytes, 0 at EOF, -1 on error or timeout. */
 long tamisc_recv(int fd, void *p, size_t n, int timeout);
 
-/* ---- reply.c (no I/O: the fuzz target includes it) ---- */
+/* ---- reply.c (no I/O) ---- */
 typedef struct {
     int is_spam;       /* TAMISC_ISSPAM / TAMISC_NOTSPAM / TAMISC_UNKNOWN */
     unsigned did_tell; /* TAMIS_TELL_* bits of DidSet (low) and DidRemove (<< 4) */
@@ -125,7 +126,8 @@ bool tamisc_reply_complete(unsigned flags, const char *buf, size_t len);
  * HEADERS mode appends its body). Returns TAMIS_EX_OK or the EX_* code libspamc would return. */
 int tamisc_reply_handle(unsigned flags, const char *buf, size_t len, size_t out_cap,
                         tamis_slice_t orig, tamisc_reply_t *r, tamis_buf_t *out);
-/* The request bytes libspamc sends before the body. */
+/* The request bytes libspamc sends before the body for this mode (-L/-C: learn_type as in
+ * tamisc_opts_t). */
 int tamisc_request_head(unsigned flags, int learn_type, const char *user, size_t body_len,
                         tamis_buf_t *out);
 

@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Until lib/mta is a module in CMakeLists.txt (TAMIS_MODULES), the target compiles it itself. */
-#include "../lib/mta/smtp.c"
-
 #define FUZZ_DATA_MAX 2048
 
 static void inside(tamis_slice_t s, const char *p, size_t n)

@@ -261,6 +261,9 @@ static int listen_front(const tamisd_opts_t *o, const char *spec, tamisd_kind_t 
         return -1;
     for (int i = 0; i < got; i++)
         ls[*n + i].kind = kind;
+    /* the MTA runs as its own user (postfix): it must be able to connect */
+    if (path && chmod(path, 0666) != 0)
+        tamisd_log(TAMISD_LOG_WARN, "cannot chmod %s: %s", path, strerror(errno));
     *n += got;
     return 0;
 }
@@ -295,6 +298,9 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
         return 71;
     }
     size_thread_pool(o);
+    /* after fork and setuid: LMDB environments must not cross a fork, and files are the user's */
+    if (tamisd_bayes_start(o, rs, err, sizeof err) != 0)
+        tamisd_log(TAMISD_LOG_WARN, "Bayes disabled: %s", err);
     int status = tamisd_serve(o, &acl, ls, (size_t)n, rs, diag);
     if (o->pidfile)
         unlink(o->pidfile);

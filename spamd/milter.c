@@ -40,6 +40,7 @@ struct mconn {
     int open_handles;
     bool closing, scanning, in_message;
     uint32_t actions; /* SMFIF bits the MTA granted */
+    uint32_t noreply; /* SMFIP_NR_* bits agreed: events we do not answer */
     tamis_buf_t in;   /* received, not yet parsed */
     tamis_buf_t msg;  /* the message of this transaction */
     bool too_big;
@@ -398,6 +399,30 @@ static void milter_eom(mconn_t *c, const tamis_mta_milter_pkt_t *p)
     uv_read_stop(&c->h.stream);
 }
 
+static uint32_t milter_nr_flag(char cmd)
+{
+    switch (cmd) {
+    case 'C':
+        return TAMIS_MTA_SMFIP_NR_CONN;
+    case 'H':
+        return TAMIS_MTA_SMFIP_NR_HELO;
+    case 'M':
+        return TAMIS_MTA_SMFIP_NR_MAIL;
+    case 'R':
+        return TAMIS_MTA_SMFIP_NR_RCPT;
+    case 'T':
+        return TAMIS_MTA_SMFIP_NR_DATA;
+    case 'L':
+        return TAMIS_MTA_SMFIP_NR_HDR;
+    case 'N':
+        return TAMIS_MTA_SMFIP_NR_EOH;
+    case 'B':
+        return TAMIS_MTA_SMFIP_NR_BODY;
+    default:
+        return 0;
+    }
+}
+
 /* One packet. Returns 0, or an error code to close the connection. */
 static int milter_packet(mconn_t *c, const tamis_mta_milter_pkt_t *p)
 {
@@ -412,8 +437,14 @@ static int milter_packet(mconn_t *c, const tamis_mta_milter_pkt_t *p)
              (tamisd_server_opts(c->srv)->quarantine_score > 0 ? TAMIS_MTA_SMFIF_QUARANTINE : 0));
         tamis_buf_t b;
         tamis_buf_init(&b, 0);
+        /* Every event before end-of-message only ever gets "continue": where the MTA allows,
+         * it need not wait for it, which saves a round trip per header and body chunk. */
+        c->noreply =
+            proto & (TAMIS_MTA_SMFIP_NR_HDR | TAMIS_MTA_SMFIP_NR_CONN | TAMIS_MTA_SMFIP_NR_HELO |
+                     TAMIS_MTA_SMFIP_NR_MAIL | TAMIS_MTA_SMFIP_NR_RCPT | TAMIS_MTA_SMFIP_NR_DATA |
+                     TAMIS_MTA_SMFIP_NR_EOH | TAMIS_MTA_SMFIP_NR_BODY);
         tamis_mta_milter_put_optneg(&b, ver < TAMIS_MTA_MILTER_VERSION ? ver : 6, c->actions,
-                                    proto & TAMIS_MTA_SMFIP_NOUNKNOWN);
+                                    (proto & TAMIS_MTA_SMFIP_NOUNKNOWN) | c->noreply);
         milter_send(c, &b);
         tamis_buf_free(&b);
         return 0;
@@ -462,7 +493,8 @@ static int milter_packet(mconn_t *c, const tamis_mta_milter_pkt_t *p)
     default:
         return TAMIS_EPROTO;
     }
-    milter_reply(c, 'c');
+    if (!(c->noreply & milter_nr_flag(p->cmd)))
+        milter_reply(c, 'c');
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ enum {
     OPT_QUARANTINE_SCORE,
     OPT_NO_ADD_HEADERS,
     OPT_TIMEOUT_MTA,
+    OPT_BAYES_PATH,
 };
 
 static const struct option long_opts[] = {
@@ -53,6 +55,8 @@ static const struct option long_opts[] = {
     {"max-size", required_argument, NULL, OPT_MAX_SIZE},
     {"nouser-config", no_argument, NULL, 'x'},
     {"allow-tell", no_argument, NULL, 'l'},
+    {"bayes-path", required_argument, NULL, OPT_BAYES_PATH},
+    {"state-dir", required_argument, NULL, OPT_BAYES_PATH},
     {"lint", no_argument, NULL, OPT_LINT},
     {"test", no_argument, NULL, OPT_TEST},
     {"ipv4-only", no_argument, NULL, '4'},
@@ -100,7 +104,9 @@ static void usage(FILE *f)
         "      --siteconfigpath dir  site rules folder (default none)\n"
         "      --cf 'line'           extra configuration line (repeatable)\n"
         "  -L, --local               no network tests\n"
-        "  -l, --allow-tell          accept TELL (learning is not available yet)\n"
+        "  -l, --allow-tell          accept TELL: spamc -L spam|ham|forget learns locally\n"
+        "      --bayes-path dir      Bayes store folder (alias --state-dir; default\n"
+        "                            " TAMIS_DEFAULT_STATE_DIR "/bayes; none with use_bayes 0)\n"
         "  -D, --debug               debug log\n"
         "  -s, --syslog facility     syslog facility, 'stderr', or a file path\n"
         "      --timeout-tcp s       reading the request line (default 30, 0 = none)\n"
@@ -173,6 +179,27 @@ static int bad(const char *what, const char *arg)
 {
     fprintf(stderr, "tamisd: invalid %s: %s\n", what, arg ? arg : "");
     return -1;
+}
+
+/* The relay is connected to from the loop, where name lookups would block: numeric only. */
+static int relay_ok(const char *spec)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host)
+        return -1;
+    size_t hl = (size_t)(colon - spec);
+    const char *h = spec;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+        h++, hl -= 2;
+    snprintf(host, sizeof host, "%.*s", (int)hl, h);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -1;
+    freeaddrinfo(res);
+    return 0;
 }
 
 static int mta_opt(tamisd_opts_t *o, int c, char *arg)
@@ -295,6 +322,9 @@ static int one_opt(tamisd_opts_t *o, int c, char *arg)
     case 'l':
         o->allow_tell = true;
         return 0;
+    case OPT_BAYES_PATH:
+        o->bayes_path = arg;
+        return 0;
     case OPT_LINT:
         o->lint = true;
         return 0;
@@ -342,6 +372,8 @@ int tamisd_opts_parse(tamisd_opts_t *o, int argc, char **argv)
         fprintf(stderr, "tamisd: --smtp-listen needs --smtp-relay\n");
         return -1;
     }
+    if (o->smtp_relay && relay_ok(o->smtp_relay) != 0)
+        return bad("--smtp-relay (numeric address:port, e.g. 127.0.0.1:10026)", o->smtp_relay);
     if (o->allowed_count == 0) {
         o->allowed[o->allowed_count++] = "127.0.0.1";
         o->allowed[o->allowed_count++] = "::1";

@@ -317,6 +317,11 @@ static void start_scan(conn_t *c)
     s->local = srv->o->local;
     s->budget_ms = child_budget_ms(c);
     s->max_size = srv->o->max_size;
+    if (s->verb == TAMIS_VERB_TELL) { /* learning runs on the worker thread too (job.c) */
+        s->tell_class = tamis_proto_req_message_class(j->req);
+        s->tell_set = tamis_proto_req_set(j->req);
+        s->tell_remove = tamis_proto_req_remove(j->req);
+    }
     j->work.data = j;
     if (uv_queue_work(srv->loop, &j->work, work_cb, after_work_cb) != 0) {
         free_job(j);
@@ -345,12 +350,6 @@ static void dispatch(conn_t *c)
         send_bytes(c, out.data, out.len);
     } else if (tamis_proto_req_too_big(c->req)) {
         too_big(c);
-    } else if (verb == TAMIS_VERB_TELL) {
-        /* No learning back end yet: spamd without Bayes answers EX_OK and did nothing. */
-        tamisd_log(TAMISD_LOG_INFO, "conn=%lu: tell: did nothing, %zu bytes", c->id,
-                   tamis_proto_req_body_count(c->req));
-        tamis_proto_reply_tell(&out, 0, 0);
-        send_bytes(c, out.data, out.len);
     } else {
         start_scan(c);
     }

@@ -93,6 +93,13 @@ struct sconn {
 
 static sconn_t *smtp_conns;
 
+/* The largest message we accept: mail over --max-size is re-injected unscanned (a refusal after
+ * queue would be a bounce), up to this bound. */
+static size_t smtp_store_max(const tamisd_opts_t *o)
+{
+    return o->max_size > TAMISD_DEFAULT_MAX_SIZE ? o->max_size : TAMISD_DEFAULT_MAX_SIZE;
+}
+
 static void smtp_close(sconn_t *c);
 static void smtp_process(sconn_t *c);
 static void relay_close(relay_t *r);
@@ -636,8 +643,8 @@ static void smtp_end_data(sconn_t *c)
     c->phase = S_BUSY;
     uv_timer_stop(&c->timer);
     if (c->data.too_big) {
-        tamisd_log(TAMISD_LOG_INFO, "smtp conn=%lu: message over --max-size (%zu bytes)", c->id,
-                   c->data.count);
+        tamisd_log(TAMISD_LOG_INFO, "smtp conn=%lu: message over %zu bytes", c->id,
+                   smtp_store_max(tamisd_server_opts(c->srv)));
         snprintf(c->final, sizeof c->final, "552 5.3.4 Error: message file too big");
         smtp_finish(c);
         return;
@@ -645,6 +652,14 @@ static void smtp_end_data(sconn_t *c)
     if (!c->relay) {
         snprintf(c->final, sizeof c->final, "451 4.3.0 Error: queue relay unavailable");
         smtp_finish(c);
+        return;
+    }
+    if (c->msg.len > tamisd_server_opts(c->srv)->max_size) {
+        /* too big to scan: passed on unchanged, as spamc and the milter do */
+        tamisd_log(TAMISD_LOG_INFO, "smtp id=%s: %zu bytes, over --max-size: passed unscanned",
+                   c->qid[0] ? c->qid : "-", c->msg.len);
+        tamis_mta_data_encode(c->msg.data ? c->msg.data : "", c->msg.len, &c->out_msg);
+        relay_send(c->relay, "DATA\r\n", 6, R_DATA);
         return;
     }
     if (tamisd_server_opts(c->srv)->no_add_headers)
@@ -673,7 +688,7 @@ static void smtp_ehlo(sconn_t *c, bool extended)
     snprintf(line, sizeof line,
              "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
              "250-ENHANCEDSTATUSCODES\r\n250 XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT",
-             o->smtp_helo, o->max_size);
+             o->smtp_helo, smtp_store_max(o));
     smtp_say(c, line);
 }
 
@@ -711,7 +726,7 @@ static void smtp_mail(sconn_t *c, const tamis_mta_smtp_cmd_t *cmd)
         return;
     }
     tamis_slice_t size = tamis_mta_smtp_param(cmd->params, "SIZE");
-    if (size.ptr && strtoull(size.ptr, NULL, 10) > tamisd_server_opts(c->srv)->max_size) {
+    if (size.ptr && strtoull(size.ptr, NULL, 10) > smtp_store_max(tamisd_server_opts(c->srv))) {
         smtp_say(c, "552 5.3.4 Message size exceeds fixed limit");
         return;
     }
@@ -756,7 +771,7 @@ static void smtp_data(sconn_t *c)
         return;
     }
     smtp_say(c, "354 End data with <CR><LF>.<CR><LF>");
-    tamis_mta_data_init(&c->data, tamisd_server_opts(c->srv)->max_size);
+    tamis_mta_data_init(&c->data, smtp_store_max(tamisd_server_opts(c->srv)));
     tamis_buf_free(&c->msg);
     tamis_buf_init(&c->msg, 0);
     c->phase = S_DATA;

@@ -11,7 +11,7 @@
  * log.c      one line per event to stderr, a file or syslog (thread-safe)
  * milter.c   the milter listener (Postfix smtpd_milters, before queue)
  * smtp.c     the SMTP content filter listener and its re-injection client (after queue)
- * smtp_mta.c, milter_mta.c  compile lib/mta until it is a module of its own in CMakeLists.txt
+ * smtp_scan.c  scans for milter.c and smtp.c through job.c's worker job
  */
 #ifndef TAMISD_H
 #define TAMISD_H
@@ -52,6 +52,8 @@ typedef struct {
     bool local;                  /* -L */
     bool debug;                  /* -D */
     bool allow_tell;             /* -l */
+    const char *bayes_path; /* --bayes-path / --state-dir: Bayes environment folder
+                               (default TAMIS_DEFAULT_STATE_DIR "/bayes") */
     const char *syslog_facility; /* -s */
     unsigned timeout_tcp;        /* seconds, 0 = none */
     unsigned timeout_child;
@@ -189,6 +191,9 @@ typedef struct {
     bool local;
     double budget_ms;
     size_t max_size; /* --max-size */
+    /* TELL (verb TAMIS_VERB_TELL): Message-class and the Set/Remove TAMIS_TELL_* bits */
+    const char *tell_class;
+    unsigned tell_set, tell_remove;
     /* out */
     tamis_buf_t reply; /* bytes to send; empty = send nothing */
     tamis_buf_t log;   /* the per-message log line */
@@ -196,8 +201,15 @@ typedef struct {
     char err[256];
 } tamisd_scan_t;
 
-/* Scans and builds the reply bytes. Runs on a worker thread; touches nothing shared. */
+/* Scans (or, for TELL, learns/forgets) and builds the reply bytes. Runs on a worker thread; the
+ * only shared state it touches is the Bayes environment (LMDB serialises its writers). */
 void tamisd_scan_run(tamisd_scan_t *j);
+/* At start-up (after privileges are dropped, before the loop): opens, creating it if needed, the
+ * Bayes store at o->bayes_path (or the default) unless the rules say use_bayes 0; scans and TELL
+ * use it from then on, one handle per worker thread and user. Returns 0, or a negative TAMIS_E*
+ * (err set: Bayes stays off, the daemon runs on). */
+int tamisd_bayes_start(const tamisd_opts_t *o, const tamis_ruleset_t *rs, char *err,
+                       size_t errlen);
 /* Frees the buffers of j (not j itself). */
 void tamisd_scan_clear(tamisd_scan_t *j);
 

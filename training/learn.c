@@ -62,13 +62,16 @@ static const char usage_text[] =
     "     --max-size <b>        Skip messages larger than b bytes;\n"
     "                           defaults to 500 KB, 0 implies no limit\n"
     "     --progress            Show progress (rate and ETA) on a terminal\n"
-    "     --no-sync             Accepted\n"
+    "     --no-sync             Skip the expiry check done before learning\n"
     "     --clear               Wipe out existing database\n"
     "     --backup              Backup, to STDOUT, existing database\n"
     "     --restore <filename>  Restore a database from filename\n"
     "     -u username           Per-user store in the same folder\n"
     "     -C path, --siteconfigpath=path, -p prefs, --cf=line  Accepted for compatibility\n"
     "     --batch-size <n>      Messages per write transaction (default 1000)\n"
+    "     --map-size <bytes>    Initial LMDB map size (grows when full; default 64 MiB)\n"
+    "     --classify            Print the Bayes probability of each target (Tamis extension)\n"
+    "     --tokens FILE...      Print the tokens of messages (Tamis extension)\n"
     "     -q, --quiet           No summary line\n"
     "     -V, --version         Print version\n"
     "     -h, --help            Print usage message\n";
@@ -462,6 +465,7 @@ enum {
     O_TOKENS,
     O_CLASSIFY,
     O_NOSYNC,
+    O_MAPSIZE,
     O_REGEXP,
 };
 
@@ -513,12 +517,14 @@ int main(int argc, char **argv)
         {"batch-size", required_argument, NULL, O_BATCH},
         {"tokens", required_argument, NULL, O_TOKENS},
         {"classify", no_argument, NULL, O_CLASSIFY},
+        {"map-size", required_argument, NULL, O_MAPSIZE},
         {NULL, 0, NULL, 0},
     };
     run_t r = {.cls = -1, .max_size = 500 * 1024, .batch = 1000};
     const char *dbpath = DEFAULT_DBPATH, *user = NULL, *dump = NULL, *restore = NULL;
     const char *folders = NULL, *regexp = NULL;
     bool do_classify = false, nosync = false;
+    size_t map_size = 0;
     bool do_dump = false, do_backup = false, do_clear = false, do_expire = false, do_sync = false;
     int c;
     /* class options apply to the targets after them, so parse in order ('-' keeps order) */
@@ -556,6 +562,9 @@ int main(int argc, char **argv)
             break;
         case O_MAXSIZE:
             r.max_size = strtoul(optarg, NULL, 10);
+            break;
+        case O_MAPSIZE:
+            map_size = (size_t)strtoull(optarg, NULL, 10);
             break;
         case O_NOSYNC:
             nosync = true;
@@ -652,6 +661,8 @@ int main(int argc, char **argv)
     tamis_bayes_options_t bo;
     tamis_bayes_options_default(&bo);
     bo.user = user;
+    if (map_size)
+        bo.map_size = map_size;
     bo.read_only = (do_dump || do_backup) && !do_clear && !restore && !ntargets;
     if (do_classify)
         bo.read_only = true;

@@ -31,8 +31,7 @@
 #include <stdint.h>
 #include <time.h>
 
-/* ---- tokenizer --------------------------------------------------------------------------------
- */
+/* ---- tokenizer --------------------------------------------------------------------------- */
 
 /* Token sources (bayes_token_sources). */
 enum {
@@ -106,8 +105,14 @@ int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t mid
  * now); now = 0 means time(NULL). */
 time_t tamis_bayes_msg_atime(const tamis_msg_t *m, time_t now);
 
-/* ---- store ------------------------------------------------------------------------------------
- */
+/* The message without SpamAssassin/Tamis markup, as sa-learn and spamd's TELL learn a message
+ * carrying X-Spam-Checker-Version (remove_spamassassin_markup): the report_safe wrapper gives
+ * back the original, X-Spam-Prev-* headers are restored, other X-Spam-* fields removed. ctype is
+ * the decoded Content-Type ("" if none). Returns a malloc'ed copy (caller frees) or NULL on
+ * allocation failure. */
+char *tamis_bayes_remove_markup(const char *data, size_t len, const char *ctype, size_t *outlen);
+
+/* ---- store ------------------------------------------------------------------------------- */
 
 typedef struct tamis_bayes tamis_bayes_t;
 
@@ -172,8 +177,7 @@ int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_ba
 /* Seen map lookup: 's', 'h', or 0 when unknown (returned as the value). Negative on error. */
 int tamis_bayes_seen(tamis_bayes_t *b, const char *msgid, char *err, size_t errlen);
 
-/* ---- classification ---------------------------------------------------------------------------
- */
+/* ---- classification ---------------------------------------------------------------------- */
 
 #define TAMIS_BAYES_FW_S 0.030
 #define TAMIS_BAYES_FW_X 0.538
@@ -208,6 +212,26 @@ int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
                          const tamis_bayes_params_t *p, tamis_bayes_result_t *res, char *err,
                          size_t errlen);
 
+/* One token used in the final calculation (for _SPAMMYTOKENS_/_HAMMYTOKENS_ and atime touch). */
+typedef struct {
+    const char *token; /* readable string, owned by the token set passed in */
+    uint8_t key[TAMIS_BAYES_KEY_LEN];
+    double prob;
+    uint32_t spam, ham, atime;
+} tamis_bayes_token_info_t;
+
+/* tamis_bayes_classify() that also returns the tokens kept for combining, strongest first:
+ * *used is malloc'ed (caller frees; NULL when none), *nused its length. */
+int tamis_bayes_classify_detail(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
+                                const tamis_bayes_params_t *p, tamis_bayes_result_t *res,
+                                tamis_bayes_token_info_t **used, size_t *nused, char *err,
+                                size_t errlen);
+
+/* SA's tok_touch_all: raises the atime of these tokens to atime (never lowers it; unknown tokens
+ * are ignored), in one write transaction or in the open batch. keys holds n 5-byte keys. */
+int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
+                      size_t errlen);
+
 /* Robinson f(w) of a token with counts s/n given nspam/nham; negative if undefined (s+n below
  * the threshold, or ns or nh is 0). */
 double tamis_bayes_token_prob(uint64_t s, uint64_t n, uint64_t ns, uint64_t nh, bool use_hapaxes);
@@ -215,8 +239,7 @@ double tamis_bayes_token_prob(uint64_t s, uint64_t n, uint64_t ns, uint64_t nh, 
  * negative value when undefined (n = 0 or ns + nh = 0). */
 double tamis_bayes_combine(uint64_t ns, uint64_t nh, const double *probs, size_t n);
 
-/* ---- maintenance ------------------------------------------------------------------------------
- */
+/* ---- maintenance ------------------------------------------------------------------------- */
 
 typedef struct {
     uint64_t max_db_size; /* bayes_expiry_max_db_size (default 150000) */

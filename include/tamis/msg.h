@@ -112,9 +112,17 @@ const tamis_relay_t *tamis_msg_relay_at(const tamis_msg_t *m, size_t i);
 /* ---- body text ------------------------------------------------------------------------------ */
 
 /* Rendered body lines as body rules see them (spec-rules §3.2): line 0 is the decoded Subject,
- * every line ends with '\n', no line exceeds 2048 bytes. */
+ * no line exceeds 2048 bytes. Exactly SpamAssassin's get_decoded_stripped_body_text_array: every
+ * line ends with '\n' except the last one, which usually ends with ' ' (the collapsed final
+ * newline). Bytes are UTF-8, except that, like Perl, HTML entities U+0080-U+00FF in a 7-bit HTML
+ * part stay single Latin-1 bytes when no part of the message was decoded to characters. */
 size_t tamis_msg_body_line_count(const tamis_msg_t *m);
 tamis_slice_t tamis_msg_body_line(const tamis_msg_t *m, size_t i);
+/* The lines Bayes tokenizes (get_visible_rendered_body_text_array): the same lines with the
+ * HTML text judged invisible left out (it is in tamis_msg_invisible_text instead). Equal to the
+ * body lines when no HTML piece was invisible. */
+size_t tamis_msg_visible_line_count(const tamis_msg_t *m);
+tamis_slice_t tamis_msg_visible_line(const tamis_msg_t *m, size_t i);
 /* The same text without the Subject line, as one buffer (Bayes, previews). */
 tamis_slice_t tamis_msg_body_text(const tamis_msg_t *m);
 /* Visible and invisible rendered HTML text (invisible: tiny or background-coloured), for Bayes. */
@@ -175,9 +183,12 @@ const char *tamis_msg_uri_string(const tamis_msg_t *m, size_t i);
 
 /* ---- statistics for eval functions ---------------------------------------------------------- */
 
-/* HTML statistics by SpamAssassin's names (HTMLEval: "html_message", "non_uri_len", "image_area",
- * "max_img_area", "min_img_area", "title_index", "backhair_count", "font_small",
- * "obfuscation_ratio" …). Returns false if the statistic is unknown; *out is then 0. */
+/* HTML statistics of the last HTML part by SpamAssassin's names ($pms->{html} in HTMLEval):
+ * "html" (1 when an HTML part exists), "length", "html_length", "non_space_len", "ratio",
+ * "image_area", "max_size", "min_size", "closed_extra_ratio", "bad_tag_ratio",
+ * "non_element_ratio", "obfuscation_ratio", "backhair_count", and the html_test flags
+ * "font_low_contrast", "font_invalid_color", "form_action_mailto", "embeds". As in SpamAssassin a
+ * statistic whose counter never moved is absent. Returns false if absent; *out is then 0. */
 bool tamis_msg_html_stat(const tamis_msg_t *m, const char *name, double *out);
 /* Was this tag seen in any HTML part? Count of start tags minus end tags (html_tag_balance). */
 bool tamis_msg_html_tag_seen(const tamis_msg_t *m, const char *tag);
@@ -189,13 +200,17 @@ const char *tamis_msg_html_tag_at(const tamis_msg_t *m, size_t i, long *balance)
  * none). */
 const char *tamis_msg_html_text(const tamis_msg_t *m, const char *area);
 
-/* MIME counters/flags by SpamAssassin's names (MIMEEval check_for_mime: "mime_base64_count",
- * "mime_base64_encoded_text", "mime_body_html_count", "mime_body_text_count",
- * "mime_faraway_charset", "mime_missing_boundary", "mime_multipart_alternative",
- * "mime_multipart_ratio", "mime_qp_count", "mime_qp_illegal", "mime_qp_inline_no_charset",
- * "mime_qp_long_line", "mime_qp_ratio" …) and parser flags (check_msg_parse_flags:
- * "missing_mime_head_body_separator", "missing_head_body_separator", "truncated_header",
- * "mime_missing_boundary" …). Unknown names give false and 0. */
+/* MIME counters by SpamAssassin's names, computed as MIMEEval's _check_attachments does
+ * (check_for_mime …): "mime_base64_count", "mime_base64_encoded_text", "mime_body_html_count",
+ * "mime_body_text_count", "mime_missing_boundary", "mime_multipart_alternative",
+ * "mime_multipart_ratio", "mime_qp_count", "mime_qp_bytes", "mime_qp_long_line", "mime_qp_ratio",
+ * "mime_ascii_text_illegal", "mime_text_unicode_ratio", "mime_attachment",
+ * "mime_bad_iso_charset" ("mime_faraway_charset" stays 0: it needs ok_locales). A parse flag
+ * name also answers 1. Parse flags (check_msg_parse_flags): "missing_head_body_separator",
+ * "missing_mime_head_body_separator", "missing_mime_headers", "truncated_header",
+ * "mime_epilogue_exists", "mimepart_limit_exceeded", "mime_missing_boundary", plus Tamis's own
+ * "multipart_without_boundary", "mime_depth_limit", "decoded_bytes_limit", "uri_limit".
+ * Unknown names give false and 0. */
 bool tamis_msg_mime_stat(const tamis_msg_t *m, const char *name, double *out);
 bool tamis_msg_parse_flag(const tamis_msg_t *m, const char *name);
 

@@ -96,6 +96,15 @@ int tamis_mta_smtp_reply_line(const char *line, size_t len, bool *last);
 #define TAMIS_MTA_SMFIF_CHGHDRS 0x10u
 #define TAMIS_MTA_SMFIF_QUARANTINE 0x20u
 #define TAMIS_MTA_SMFIP_NOUNKNOWN (1u << 8)
+/* "No reply" flags: the MTA sends the event and does not wait for an answer. */
+#define TAMIS_MTA_SMFIP_NR_HDR (1u << 7)
+#define TAMIS_MTA_SMFIP_NR_CONN (1u << 12)
+#define TAMIS_MTA_SMFIP_NR_HELO (1u << 13)
+#define TAMIS_MTA_SMFIP_NR_MAIL (1u << 14)
+#define TAMIS_MTA_SMFIP_NR_RCPT (1u << 15)
+#define TAMIS_MTA_SMFIP_NR_DATA (1u << 16)
+#define TAMIS_MTA_SMFIP_NR_EOH (1u << 18)
+#define TAMIS_MTA_SMFIP_NR_BODY (1u << 19)
 
 typedef struct {
     char cmd;

@@ -8,6 +8,9 @@
  *
  * Reply side: builders for every success reply and error line, byte-exact (§4).
  *
+ * Client side (tamisc, and tamisd reading back its own replies): the request head and the reply
+ * parser, both exactly as libspamc 4.0.1 (spec-protocol §7), quirks included.
+ *
  * Ownership: tamis_proto_req_new() returns a parser the caller frees with tamis_proto_req_free();
  * strings it returns belong to it. Reply builders append to a caller-owned buffer.
  * Threads: a parser is used by one thread at a time; no global state.
@@ -131,23 +134,75 @@ int tamis_proto_reply_error(tamis_buf_t *out, int code, const char *text);
 
 /* ---- client side (tamisc) -------------------------------------------------------------------- */
 
+/* What a client sends before the body, built as libspamc 4.0.1 does (message_filter,
+ * message_tell): "<VERB> SPAMC/1.5\r\n"; for TELL then Message-class, Set and Remove; for every
+ * verb but PING then User (if user), Compress (if compress, never for TELL) and Content-length;
+ * then the empty line. */
 typedef struct {
-    int code;       /* status code */
-    double version; /* SPAMD/<version> */
-    bool has_spam;  /* a Spam: header was present */
-    bool is_spam;   /* "True"/"Yes" (case-insensitive) */
+    tamis_verb_t verb;
+    const char *user;          /* NULL: no User: line */
+    bool compress;             /* "Compress: zlib"; body_len is then the compressed size */
+    const char *message_class; /* TELL: "spam", "ham" or NULL */
+    unsigned set, remove;      /* TELL: TAMIS_TELL_* bits for Set: and Remove: */
+    size_t body_len;
+} tamis_proto_request_t;
+
+/* Appends the request head to out (caller-owned). Returns 0, TAMIS_EINVAL for SKIP or NONE, or
+ * the buffer's error. */
+int tamis_proto_build_request(tamis_buf_t *out, const tamis_proto_request_t *req);
+
+/* The longest reply line libspamc reads, LF included (8188-byte buffer, one byte for the NUL).
+ * A longer status or header line makes libspamc fail with EX_TOOBIG. */
+#define TAMIS_PROTO_MAX_REPLY_LINE 8187
+
+/* A reply's status line and header block as libspamc 4.0.1 reads them (_spamc_read_full_line,
+ * message_filter, _handle_spamd_header): every field follows libspamc's sscanf() formats, so a
+ * client built on it prints the same bytes as spamc. */
+typedef struct {
+    /* "SPAMD/%18s %d": a tab or any text after the version, and any int code, are accepted. */
+    int code;
+    char version_str[19]; /* the version word as read (spamc -K prints it back) */
+    double version;       /* libspamc's integer-plus-fraction reading of it ("1.5x" -> 1.05) */
+    /* "Spam: %5s ; %20s / %20s". A line that does not match is ignored; of the lines that match,
+     * the last one wins. */
+    bool has_spam;     /* some Spam: line matched; without one spamc has no verdict */
+    bool is_spam;      /* its flag is "true", case-insensitively: spamd's "Yes" is not spam */
+    char spam_flag[6]; /* its flag word as read ("True", "Yes", "No"...), for clients that want
+                          to accept REPORT_IFSPAM's "Yes" */
+    /* libspamc's locale-independent reading (strtol of the integer part plus the fraction, in
+     * float precision, clamped to +-1e10): no nan, inf, hex or exponent. */
     double score, threshold;
-    long content_length; /* -1 if absent */
+    /* The last matching Spam: line whose flag was "true": what spamc -r prints, even when a
+     * later line says otherwise (libspamc writes its score line as each header arrives). */
+    bool has_true_spam;
+    double true_score, true_threshold;
+    /* "Content-length: %d" (so "Content-length:5" and "5x" count, a junk value is ignored and an
+     * out-of-int value wraps as glibc's sscanf does). content_length is -1 when no line matched;
+     * has_content_length tells an explicit "-1" from that. A negative value is kept, not refused:
+     * libspamc then fails with EX_PROTOCOL in every mode that reads a body (as with no
+     * Content-length at all), while CHECK, PING and TELL replies still succeed. */
+    bool has_content_length;
+    long content_length;
+    /* "DidSet: %14s" / "DidRemove: %14s": TAMIS_TELL_* bits for "local"/"remote" in that word,
+     * or-ed over all such lines. */
     unsigned did_set, did_remove;
-    size_t status_bytes; /* bytes of the status line (set as soon as it is complete) */
-    size_t header_bytes; /* bytes of status line + header block */
+    size_t status_bytes; /* bytes of the status line (set as soon as it is complete and valid) */
+    size_t header_bytes; /* bytes of status line + header block (set when complete) */
 } tamis_proto_response_t;
 
-/* Parses a reply's status line and header block from buf, as libspamc does (CR before LF dropped,
- * unknown headers ignored, "Spam:" flag True or Yes case-insensitively). Returns 1 when complete
- * (header_bytes set), 0 when more bytes are needed (status_bytes is set once the status line is
- * complete: PONG and error replies have no header block), or TAMIS_EPROTO on a malformed reply
- * (bad status line, version < 1.0, line over 8 KiB). */
+/* Parses buf[0, len) (CR before LF dropped, unknown headers ignored). Returns:
+ *   1             complete: header_bytes is set and the body starts there;
+ *   0             more bytes needed (status_bytes is set once the status line is complete:
+ *                 PONG and error replies have no header block);
+ *   TAMIS_EPROTO  the status line does not match "SPAMD/%18s %d", or its version is < 1.0
+ *                 (libspamc's EX_PROTOCOL); status_bytes is 0;
+ *   TAMIS_ELIMIT  a status or header line longer than TAMIS_PROTO_MAX_REPLY_LINE (libspamc's
+ *                 EX_TOOBIG). When a header line is the long one, the status line was valid
+ *                 and status_bytes, code and version stay set: a PING client (spamc -K) reads
+ *                 nothing past the status line and still succeeds.
+ * No header content makes the reply malformed: like libspamc, the parser leaves it to the
+ * client to decide what a missing Spam: or Content-length line means for its mode.
+ * Reads at most len bytes; no allocation; any thread. */
 int tamis_proto_parse_response(const char *buf, size_t len, tamis_proto_response_t *out);
 
 #endif

@@ -40,6 +40,9 @@ typedef struct {
     size_t extra_line_count;
     /* Locale for `lang xx` lines; NULL = from LANGUAGE/LC_ALL/LC_MESSAGES/LANG, C/POSIX = en_US. */
     const char *locale;
+    /* Folder for the compiled prefilter databases (Vectorscan), keyed by a hash of the patterns
+     * and the library version; created if missing. NULL = no cache (compile at every load). */
+    const char *cache_dir;
 } tamis_rules_source_t;
 
 /* Loads and compiles. Warnings and errors go to diag (may be NULL). On success *out holds a set
@@ -109,6 +112,9 @@ typedef struct {
     bool (*net_eval)(void *ctx, const char *rule, const char *func, const char *const *args,
                      size_t nargs);
     void *net_ctx;
+    /* Match every regex with PCRE2 alone, without the multi-pattern prefilter (tests compare
+     * both modes; the hits are identical). */
+    bool no_prefilter;
 } tamis_rules_run_opts_t;
 
 typedef struct {

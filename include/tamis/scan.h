@@ -13,6 +13,7 @@
 #ifndef TAMIS_SCAN_H
 #define TAMIS_SCAN_H
 
+#include "tamis/bayes.h"
 #include "tamis/core.h"
 #include "tamis/msg.h"
 #include "tamis/rules.h"
@@ -20,13 +21,19 @@
 typedef struct tamis_scan tamis_scan_t;
 
 typedef struct {
-    const char *hostname;      /* for _HOSTNAME_ and the report_safe Received line; NULL = gethostname */
-    const char *remote_host;   /* _REMOTEHOSTNAME_ ("localhost" when unknown) */
-    const char *remote_addr;   /* _REMOTEHOSTADDR_ ("127.0.0.1") */
-    const char *user;          /* spamc User header, for logs */
-    time_t now;                /* 0 = time(NULL); fixed values make tests reproducible */
-    unsigned long boundary_seed; /* 0 = random; report_safe MIME boundary */
-    bool local_only;           /* spamd -L: score sets without network */
+    const char *hostname; /* for _HOSTNAME_ and the report_safe Received line; NULL = gethostname */
+    const char *remote_host; /* _REMOTEHOSTNAME_ ("localhost" when unknown) */
+    const char *remote_addr; /* _REMOTEHOSTADDR_ ("127.0.0.1") */
+    const char *user;        /* spamc User header, for logs */
+    /* The Bayes store of that user, or NULL (no Bayes: as use_bayes 0, autolearn=disabled). The
+     * scan classifies in one short read transaction and, at the end, touches the tokens used and
+     * auto-learns (spec-bayes §5) in one write transaction; the handle must not be used by
+     * another thread during the call. */
+    tamis_bayes_t *bayes;
+    bool no_autolearn; /* never auto-learn (autolearn=disabled), e.g. for a read-only store */
+    time_t now;        /* 0 = time(NULL); fixed values make tests reproducible */
+    unsigned long boundary_seed;      /* 0 = random; report_safe MIME boundary */
+    bool local_only;                  /* spamd -L: score sets without network */
     const tamis_msg_limits_t *limits; /* NULL = defaults */
     tamis_rules_run_opts_t run;       /* passed to tamis_rules_run (score_set is set by scan) */
 } tamis_scan_opts_t;
@@ -45,6 +52,11 @@ bool tamis_scan_is_spam(const tamis_scan_t *s);
 size_t tamis_scan_hit_count(const tamis_scan_t *s);
 const tamis_hit_t *tamis_scan_hit(const tamis_scan_t *s, size_t i);
 const tamis_rules_result_t *tamis_scan_result(const tamis_scan_t *s);
+/* Bayes outcome: the classification (status NOT_ENOUGH when fewer messages than
+ * bayes_min_*_num are learned; false when Bayes did not take part), and the auto-learn status as
+ * _AUTOLEARN_ prints it ("disabled", "no autolearn_force=no", "spam autolearn_force=no", …). */
+bool tamis_scan_bayes(const tamis_scan_t *s, tamis_bayes_result_t *out);
+const char *tamis_scan_autolearn(const tamis_scan_t *s);
 double tamis_scan_elapsed_ms(const tamis_scan_t *s);
 
 /* Display strings (spec-protocol §4.1): "%2.1f" score with the r − 0.1 rule for ham, and "%2.1f"
@@ -52,7 +64,8 @@ double tamis_scan_elapsed_ms(const tamis_scan_t *s);
 const char *tamis_scan_score_str(const tamis_scan_t *s);
 const char *tamis_scan_required_str(const tamis_scan_t *s);
 
-/* SYMBOLS body: sorted, comma-joined names of scored hits (no trailing newline). Appended to out. */
+/* SYMBOLS body: sorted, comma-joined names of scored hits (no trailing newline). Appended to out.
+ */
 int tamis_scan_symbols(const tamis_scan_t *s, tamis_buf_t *out);
 /* REPORT body: the report template (spam or ham form) with tags replaced, LF line ends. */
 int tamis_scan_report(const tamis_scan_t *s, tamis_buf_t *out);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAGIC_PREFIX "\x0D\x01\x07\x09\x03"
 #define MAGIC_PREFIX_LEN 5
@@ -318,6 +319,22 @@ size_t tamis_bayes_map_size(tamis_bayes_t *b)
 
 /* ---- transactions --------------------------------------------------------------------------- */
 
+/* Adopts the map size another process set. It needs every txn of this process closed; a thread
+ * of ours may hold one (even this thread, through another handle), so wait a bounded time
+ * instead of blocking forever; if that fails, the next txn begin reports MDB_MAP_RESIZED. */
+static void adopt_map_size(env_entry_t *e)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (pthread_rwlock_trywrlock(&e->rw) == 0) {
+            mdb_env_set_mapsize(e->env, 0);
+            pthread_rwlock_unlock(&e->rw);
+            return;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int begin_read(tamis_bayes_t *b, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&b->e->rw);
@@ -325,9 +342,7 @@ static int begin_read(tamis_bayes_t *b, MDB_txn **txn)
     if (rc == MDB_MAP_RESIZED) {
         /* another process grew the map: adopt its size (needs no txn of ours active) */
         pthread_rwlock_unlock(&b->e->rw);
-        pthread_rwlock_wrlock(&b->e->rw);
-        mdb_env_set_mapsize(b->e->env, 0);
-        pthread_rwlock_unlock(&b->e->rw);
+        adopt_map_size(b->e);
         pthread_rwlock_rdlock(&b->e->rw);
         rc = mdb_txn_begin(b->e->env, NULL, MDB_RDONLY, txn);
     }
@@ -403,9 +418,7 @@ static int wbegin(tamis_bayes_t *b)
     int rc = mdb_txn_begin(b->e->env, NULL, 0, &b->wtxn);
     if (rc == MDB_MAP_RESIZED) {
         pthread_rwlock_unlock(&b->e->rw);
-        pthread_rwlock_wrlock(&b->e->rw);
-        mdb_env_set_mapsize(b->e->env, 0);
-        pthread_rwlock_unlock(&b->e->rw);
+        adopt_map_size(b->e);
         pthread_rwlock_rdlock(&b->e->rw);
         rc = mdb_txn_begin(b->e->env, NULL, 0, &b->wtxn);
     }
@@ -849,6 +862,9 @@ int tamis_bayes_magic(tamis_bayes_t *b, tamis_bayes_magic_t *out, char *err, siz
     return 0;
 }
 
+static int run_write(tamis_bayes_t *b, int (*fn)(tamis_bayes_t *, void *), void *ctx, char *err,
+                     size_t errlen);
+
 /* ---- classification ------------------------------------------------------------------------- */
 
 void tamis_bayes_params_default(tamis_bayes_params_t *p)
@@ -911,17 +927,31 @@ double tamis_bayes_combine(uint64_t ns, uint64_t nh, const double *probs, size_t
     return ((S - H) + 1.0) / 2.0;
 }
 
+typedef struct {
+    double prob;
+    size_t idx; /* token index in the set */
+    uint32_t s, n, atime;
+} scored_t;
+
 static int cmp_strength(const void *a, const void *b)
 {
-    double x = fabs(*(const double *)a - 0.5), y = fabs(*(const double *)b - 0.5);
-    return x < y ? 1 : (x > y ? -1 : 0);
+    const scored_t *x = a, *y = b;
+    double sx = fabs(x->prob - 0.5), sy = fabs(y->prob - 0.5);
+    if (sx != sy)
+        return sx < sy ? 1 : -1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx); /* stable, deterministic ties */
 }
 
-int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
-                         const tamis_bayes_params_t *p, tamis_bayes_result_t *res, char *err,
-                         size_t errlen)
+int tamis_bayes_classify_detail(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
+                                const tamis_bayes_params_t *p, tamis_bayes_result_t *res,
+                                tamis_bayes_token_info_t **used_out, size_t *nused, char *err,
+                                size_t errlen)
 {
     tamis_bayes_params_t def;
+    if (used_out)
+        *used_out = NULL;
+    if (nused)
+        *nused = 0;
     if (!b || !t || !res)
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad classify arguments");
     if (!p) {
@@ -948,8 +978,8 @@ int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
         res->status = TAMIS_BAYES_NOT_ENOUGH;
         return 0;
     }
-    double *probs = malloc((t->count + 1) * sizeof *probs);
-    if (!probs) {
+    scored_t *sc = malloc((t->count + 1) * sizeof *sc);
+    if (!sc) {
         end_read(b, txn);
         return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
     }
@@ -960,7 +990,7 @@ int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
         if (rc == MDB_NOTFOUND)
             continue;
         if (rc) {
-            free(probs);
+            free(sc);
             end_read(b, txn);
             return lmdb_err(err, errlen, rc, "token lookup");
         }
@@ -970,37 +1000,131 @@ int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
         double pr = tamis_bayes_token_prob(s, n, res->nspam, res->nham, p->use_hapaxes);
         if (pr < 0)
             continue;
-        probs[np++] = pr;
+        sc[np].prob = pr;
+        sc[np].idx = i;
+        sc[np].s = (uint32_t)s;
+        sc[np].n = (uint32_t)n;
+        sc[np].atime = (uint32_t)get_u64((const uint8_t *)val.mv_data + 8, 4);
+        np++;
     }
     end_read(b, txn);
     res->tokens_learned = np;
-    qsort(probs, np, sizeof *probs, cmp_strength);
+    qsort(sc, np, sizeof *sc, cmp_strength);
     size_t keep = np < TAMIS_BAYES_N_SIGNIFICANT ? np : TAMIS_BAYES_N_SIGNIFICANT;
     size_t used = 0;
     for (size_t i = 0; i < keep; i++) {
-        if (fabs(probs[i] - 0.5) < TAMIS_BAYES_MIN_PROB_STRENGTH)
+        if (fabs(sc[i].prob - 0.5) < TAMIS_BAYES_MIN_PROB_STRENGTH)
             continue;
-        if (probs[i] < 0.5)
+        if (sc[i].prob < 0.5)
             res->hammy++;
         else
             res->spammy++;
-        probs[used++] = probs[i];
+        sc[used++] = sc[i];
     }
     res->tokens_used = used;
     if (!used) {
-        free(probs);
+        free(sc);
         res->status = TAMIS_BAYES_NO_TOKENS;
         return 0;
     }
-    double sc = tamis_bayes_combine(res->nspam, res->nham, probs, used);
+    double *probs = malloc(used * sizeof *probs);
+    if (!probs) {
+        free(sc);
+        return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+    }
+    for (size_t i = 0; i < used; i++)
+        probs[i] = sc[i].prob;
+    double score = tamis_bayes_combine(res->nspam, res->nham, probs, used);
     free(probs);
-    if (sc < 0) {
+    if (score < 0) {
+        free(sc);
         res->status = TAMIS_BAYES_NO_TOKENS;
         return 0;
     }
-    res->prob = sc;
+    res->prob = score;
     res->status = TAMIS_BAYES_OK;
+    if (used_out) {
+        tamis_bayes_token_info_t *u = calloc(used, sizeof *u);
+        if (!u) {
+            free(sc);
+            return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+        }
+        for (size_t i = 0; i < used; i++) {
+            u[i].token = t->pool.data + t->toks[sc[i].idx].str_off;
+            memcpy(u[i].key, t->toks[sc[i].idx].key, TAMIS_BAYES_KEY_LEN);
+            u[i].prob = sc[i].prob;
+            u[i].spam = sc[i].s;
+            u[i].ham = sc[i].n;
+            u[i].atime = sc[i].atime;
+        }
+        *used_out = u;
+        if (nused)
+            *nused = used;
+    }
+    free(sc);
     return 0;
+}
+
+int tamis_bayes_classify(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
+                         const tamis_bayes_params_t *p, tamis_bayes_result_t *res, char *err,
+                         size_t errlen)
+{
+    return tamis_bayes_classify_detail(b, t, p, res, NULL, NULL, err, errlen);
+}
+
+typedef struct {
+    const uint8_t *keys;
+    size_t n;
+    uint32_t atime;
+} touch_ctx_t;
+
+static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        MDB_val key = {TAMIS_BAYES_KEY_LEN, (void *)(x->keys + i * TAMIS_BAYES_KEY_LEN)}, val;
+        int rc = mdb_get(b->wtxn, b->tok, &key, &val);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc)
+            return rc;
+        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->atime)
+            continue;
+        uint8_t v[12];
+        memcpy(v, val.mv_data, 8);
+        put_u32(v + 8, x->atime);
+        MDB_val nv = {12, v};
+        rc = mdb_put(b->wtxn, b->tok, &key, &nv, 0);
+        if (rc)
+            return rc;
+        if (x->atime > b->mg.v[M_NEWEST])
+            b->mg.v[M_NEWEST] = x->atime;
+    }
+    return 0;
+}
+
+static int touch_fn(tamis_bayes_t *b, void *ctx)
+{
+    return touch_apply(b, ctx);
+}
+
+int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
+                      size_t errlen)
+{
+    if (!b || (!keys && n))
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad touch arguments");
+    if (!n)
+        return 0;
+    touch_ctx_t x = {keys, n,
+                     atime < 0 ? 0 : (atime > (time_t)UINT32_MAX ? UINT32_MAX : (uint32_t)atime)};
+    if (b->wtxn) {
+        /* inside a batch: a full map aborts the txn, so grow and replay the batch's learns;
+         * the touch itself is dropped (a lost atime update is harmless) */
+        int rc = touch_apply(b, &x);
+        if (rc == MDB_MAP_FULL)
+            rc = regrow_and_replay(b);
+        return rc ? lmdb_err(err, errlen, rc, "touch") : 0;
+    }
+    return run_write(b, touch_fn, &x, err, errlen);
 }
 
 /* ---- maintenance ---------------------------------------------------------------------------- */

@@ -28,8 +28,7 @@ void tamis_bayes_tokopts_default(tamis_bayes_tokopts_t *o)
     o->relay_meta = true;
 }
 
-/* ---- token set --------------------------------------------------------------------------------
- */
+/* ---- token set --------------------------------------------------------------------------- */
 
 static tamis_bayes_tokens_t *set_new(void)
 {
@@ -146,8 +145,7 @@ bool tamis_bayes_tokens_has(const tamis_bayes_tokens_t *t, const char *token)
     return false;
 }
 
-/* ---- helpers ----------------------------------------------------------------------------------
- */
+/* ---- helpers ----------------------------------------------------------------------------- */
 
 /* Perl's \w and \s on octet strings without unicode semantics. */
 static bool is_w(unsigned char c)
@@ -564,8 +562,7 @@ static void tokenize_line(tctx_t *c, const char *s, size_t n, const char *prefix
     free(line);
 }
 
-/* ---- headers ----------------------------------------------------------------------------------
- */
+/* ---- headers ----------------------------------------------------------------------------- */
 
 static bool name_is(const char *name, const char *const *list)
 {
@@ -1163,6 +1160,48 @@ static void chew_content_type(const char *v, size_t n, tamis_buf_t *out)
     tamis_buf_free(&bnd);
 }
 
+/* Util's $header_address_mailre, anchored, plus _valid_parsed_address. */
+static bool valid_mail(const char *a, size_t n)
+{
+    size_t i = 0;
+    if (n && a[0] == '"') {
+        i = 1;
+        while (i < n && a[i] != '"') {
+            if (a[i] == '\\')
+                i++;
+            i++;
+        }
+        if (i >= n)
+            return false;
+        i++;
+    } else {
+        while (i < n && !strchr("@<>()[],:;", a[i]) && !is_s((unsigned char)a[i]))
+            i++;
+        if (i == 0)
+            return false;
+    }
+    if (i >= n || a[i] != '@')
+        return false;
+    i++;
+    if (i < n && a[i] == '[') {
+        size_t k = i + 1;
+        while (k < n && (isdigit((unsigned char)a[k]) || a[k] == ':' || a[k] == '.'))
+            k++;
+        if (k == i + 1 || k + 1 != n || a[k] != ']')
+            return false;
+    } else {
+        if (i >= n)
+            return false;
+        for (size_t k = i; k < n; k++)
+            if (strchr("\"<>()[],:;", a[k]) || is_s((unsigned char)a[k]))
+                return false;
+    }
+    size_t quotes = 0;
+    for (size_t k = 0; k < n; k++)
+        quotes += a[k] == '"';
+    return quotes != 1 && !(n >= 3 && memcmp(a, "\"\"@", 3) == 0);
+}
+
 /* _pre_chew_addr_header: a pragmatic address-list parser giving N*phrase words, U*, D* tokens. */
 static void chew_addr(const char *v, size_t n, tamis_buf_t *out)
 {
@@ -1251,12 +1290,16 @@ static void chew_addr(const char *v, size_t n, tamis_buf_t *out)
             }
             while (al && is_s((unsigned char)a[al - 1]))
                 al--;
-        } else if (pl && memchr(p, '@', pl) && !memchr(p, ' ', pl)) {
+            if (!valid_mail(a, al))
+                a = NULL;
+        } else if (pl && valid_mail(p, pl)) {
             a = p;
             al = pl;
             pl = 0;
         }
-        if (a && al && (pl == al && memcmp(p, a, al) == 0))
+        /* SA drops a phrase equal to the address, but its phrase keeps the blank before '<',
+         * so this only happens without one */
+        if (a && al && phrase.len == al && memcmp(phrase.data, a, al) == 0)
             pl = 0;
         const char *ph = p;
         if (!pl && comment.len) {
@@ -1626,9 +1669,9 @@ int tamis_bayes_tokenize_msg(const tamis_msg_t *m, const tamis_bayes_tokopts_t *
     ctx_init(&c, set, o);
     if (o->sources & TAMIS_BAYES_SRC_VISIBLE) {
         c.added = 0;
-        size_t nl = tamis_msg_body_line_count(m);
+        size_t nl = tamis_msg_visible_line_count(m);
         for (size_t i = 0; i < nl && !c.err; i++) {
-            tamis_slice_t l = tamis_msg_body_line(m, i);
+            tamis_slice_t l = tamis_msg_visible_line(m, i);
             tokenize_line(&c, l.ptr ? l.ptr : "", l.len, "", REG_BODY);
             if (c.added >= BODY_CAP)
                 break;

@@ -37,8 +37,9 @@ static void xml_init(void)
 typedef struct {
     tamis_msg_t *m;
     tamis_buf_t *out, *invisible;
-    bool last_ws;        /* last piece was a whitespace element */
-    bool last_invisible; /* last piece was invisible text */
+    tamis_buf_t *visible; /* the pieces not judged invisible (get_rendered_text(invisible => 0)) */
+    bool last_ws;         /* last piece was a whitespace element */
+    bool last_invisible;  /* last piece was invisible text */
     tamis__styles_t *styles;
     bool have_piece;
     size_t last_start;            /* offset of the last piece in out */
@@ -97,9 +98,16 @@ static void piece_ws(html_t *h, const char *ws)
         o->data[o->len - 1] == ' ') {
         o->len--;
         o->data[o->len] = '\0';
+        /* that piece was visible text, so it is also the end of the visible text */
+        if (h->visible && h->visible->len && h->visible->data[h->visible->len - 1] == ' ') {
+            h->visible->len--;
+            h->visible->data[h->visible->len] = '\0';
+        }
     }
     h->last_start = o->len;
     tamis_buf_puts(o, ws);
+    if (h->visible)
+        tamis_buf_puts(h->visible, ws);
     /* the obfuscation/backhair tests look at the last piece, here this whitespace */
     h->last_tail[0] = ws[strlen(ws) - 1];
     h->last_tail_len = 1;
@@ -128,6 +136,8 @@ static void piece_text(html_t *h, const char *t, size_t n, bool invisible)
     }
     if (invisible)
         tamis_buf_append(h->invisible, o->data + start, o->len - start);
+    else if (h->visible)
+        tamis_buf_append(h->visible, o->data + start, o->len - start);
     h->last_ws = false;
     h->last_invisible = invisible;
     h->have_piece = true;
@@ -529,16 +539,22 @@ static const char *written_tag(html_t *h, const char *tag, bool end)
         return NULL;
     size_t tl = strlen(tag);
     const char *lim = cur - 1 - (cur - 1 - base > 8192 ? 8192 : cur - 1 - base);
+    /* a written tag lies in the input no earlier event has consumed */
+    if (h->scan_pos && h->scan_pos >= cur)
+        return NULL;
+    if (h->scan_pos && h->scan_pos > lim)
+        lim = h->scan_pos;
+    /* the nearest "<name" (or "</name") before the '>': attribute values may hold other '<' */
     for (const char *p = cur - 2; p >= lim; p--) {
         if (*p != '<')
             continue;
         const char *q = p + 1;
         if (end != (*q == '/'))
-            return NULL;
+            continue;
         q += end;
-        bool ok = (size_t)(cur - q) > tl && !strncasecmp(q, tag, tl) && !g_ascii_isalnum(q[tl]) &&
-                  q[tl] != '-' && q[tl] != ':';
-        return ok ? p : NULL;
+        if ((size_t)(cur - q) > tl && !strncasecmp(q, tag, tl) && !g_ascii_isalnum(q[tl]) &&
+            q[tl] != '-' && q[tl] != ':')
+            return p;
     }
     return NULL;
 }
@@ -590,6 +606,10 @@ static void catch_up(html_t *h, const char *limit)
         const char *lt = memchr(p, '<', (size_t)(e - p));
         if (!lt || lt + 1 >= e)
             break;
+        /* whitespace libxml2 skipped (after the doctype, between head and body …) is text to
+         * HTML::Parser */
+        if (lt > p && !raw && !has_nonspace(p, (size_t)(lt - p)))
+            tamis_buf_append(&h->pending, p, (size_t)(lt - p));
         const char *q = lt + 1;
         if (!strncmp(q, "!--", 3)) {
             p = skip_to(q + 3, e, "-->");
@@ -613,6 +633,8 @@ static void catch_up(html_t *h, const char *limit)
         p = tag_close(q + nl, e);
         html_tag(h, tag, NULL, end ? -1 : 1);
     }
+    if (p < e && !raw && !memchr(p, '<', (size_t)(e - p)) && !has_nonspace(p, (size_t)(e - p)))
+        tamis_buf_append(&h->pending, p, (size_t)(e - p));
     h->scan_pos = e;
 }
 
@@ -700,7 +722,10 @@ static void on_comment(void *ud, const xmlChar *v)
     if (open)
         catch_up(h, open);
     flush_text(h);
-    tamis_buf_printf(&h->comment, "<!--%s-->\n", (const char *)v);
+    if (v[0] == '\001') /* a bogus comment rewritten by preprocess(): record it as written */
+        tamis_buf_printf(&h->comment, "<!%s>\n", (const char *)v + 1);
+    else
+        tamis_buf_printf(&h->comment, "<!--%s-->\n", (const char *)v);
     if (cur)
         h->scan_pos = cur;
 }
@@ -716,45 +741,83 @@ static void on_doctype(void *ud, const xmlChar *name, const xmlChar *eid, const 
 /* ---- driver --------------------------------------------------------------------------------- */
 
 /* The substitutions HTML.pm makes before parsing. */
+/* "<!x...>" that is neither a comment nor a declaration: HTML::Parser reports it as a comment
+ * ("bogus comment"), libxml2 as text. It is rewritten as a marked comment. Returns the index after
+ * it, or 0 if it is not one. */
+static size_t bogus_comment(const char *in, size_t n, size_t i, tamis_buf_t *o)
+{
+    if (i + 2 >= n || in[i + 1] != '!' || in[i + 2] == '-' || g_ascii_isalpha(in[i + 2]))
+        return 0;
+    const char *gt = memchr(in + i + 2, '>', n - i - 2);
+    if (!gt)
+        return 0;
+    tamis_buf_puts(o, "<!--\001");
+    tamis_buf_append(o, in + i + 2, (size_t)(gt - in - i - 2));
+    tamis_buf_puts(o, "-->");
+    return (size_t)(gt - in) + 1;
+}
+
+/* "&reg" without ';' before a non-alphanumeric: HTML::Parser decodes it, libxml2 does not. */
+static size_t entity_no_semi(const char *in, size_t n, size_t i, tamis_buf_t *o)
+{
+    size_t j = i + 1;
+    while (j < n && j - i <= 10 && g_ascii_isalnum(in[j]))
+        j++;
+    if (j == i + 1 || j - i > 10 || (j < n && in[j] == ';') || !g_ascii_isalpha(in[i + 1]))
+        return 0;
+    char name[16];
+    memcpy(name, in + i + 1, j - i - 1);
+    name[j - i - 1] = '\0';
+    if (!htmlEntityLookup((const xmlChar *)name))
+        return 0;
+    tamis_buf_append(o, in + i, j - i);
+    tamis_buf_putc(o, ';');
+    return j;
+}
+
+/* The substitutions HTML.pm makes before parsing (&nbsp;, <tag/>, curly quotes), plus the two
+ * rewrites above that make libxml2 tokenize like HTML::Parser. */
 static char *preprocess(tamis_arena_t *a, const char *in, size_t n, size_t *outn)
 {
-    char *o = tamis_arena_alloc(a, n + 1);
-    if (!o)
-        return NULL;
-    size_t k = 0;
+    tamis_buf_t o;
+    tamis_buf_init(&o, 0);
+    tamis_buf_reserve(&o, n + 16);
     for (size_t i = 0; i < n;) {
+        size_t nx;
         if (in[i] == '&' && n - i >= 6 && !memcmp(in + i, "&nbsp;", 6)) {
-            o[k++] = ' ';
+            tamis_buf_putc(&o, ' ');
             i += 6;
+        } else if (in[i] == '&' && (nx = entity_no_semi(in, n, i, &o)) != 0) {
+            i = nx;
         } else if (n - i >= 3 && !memcmp(in + i, "\xe2\x80", 2) &&
                    ((unsigned char)in[i + 2] == 0x9c || (unsigned char)in[i + 2] == 0x9d)) {
-            o[k++] = '"';
+            tamis_buf_putc(&o, '"');
             i += 3;
+        } else if (in[i] == '<' && (nx = bogus_comment(in, n, i, &o)) != 0) {
+            i = nx;
         } else if (in[i] == '<' && i + 1 < n && (g_ascii_isalnum(in[i + 1]) || in[i + 1] == '_')) {
             /* <tag/> and <tag /> → <tag> */
             size_t j = i + 1;
             while (j < n && (g_ascii_isalnum(in[j]) || in[j] == '_'))
                 j++;
-            size_t s = j;
-            while (s < n && g_ascii_isspace(in[s]))
-                s++;
-            if (s + 1 < n && in[s] == '/' && in[s + 1] == '>') {
-                memcpy(o + k, in + i, j - i);
-                k += j - i;
-                o[k++] = '>';
-                i = s + 2;
+            size_t sp = j;
+            while (sp < n && g_ascii_isspace(in[sp]))
+                sp++;
+            tamis_buf_append(&o, in + i, j - i);
+            if (sp + 1 < n && in[sp] == '/' && in[sp + 1] == '>') {
+                tamis_buf_putc(&o, '>');
+                i = sp + 2;
             } else {
-                memcpy(o + k, in + i, j - i);
-                k += j - i;
                 i = j;
             }
         } else {
-            o[k++] = in[i++];
+            tamis_buf_putc(&o, in[i++]);
         }
     }
-    o[k] = '\0';
-    *outn = k;
-    return o;
+    char *r = o.err ? NULL : tamis_arena_strndup(a, o.data ? o.data : "", o.len);
+    *outn = o.len;
+    tamis_buf_free(&o);
+    return r;
 }
 
 static void area_set(tamis_msg_t *m, const char *area, tamis_buf_t *b)
@@ -925,7 +988,7 @@ static void run_parser(html_t *h, const char *doc, size_t n)
 }
 
 int tamis__html_render(tamis_msg_t *m, const char *html, size_t len, tamis_buf_t *text,
-                       tamis_buf_t *invisible)
+                       tamis_buf_t *invisible, tamis_buf_t *visible)
 {
     pthread_once(&xml_once, xml_init);
     if (len > INT32_MAX)
@@ -934,7 +997,7 @@ int tamis__html_render(tamis_msg_t *m, const char *html, size_t len, tamis_buf_t
     char *doc = preprocess(m->arena, html, len, &n);
     if (!doc)
         return TAMIS_ENOMEM;
-    html_t h = {.m = m, .out = text, .invisible = invisible};
+    html_t h = {.m = m, .out = text, .invisible = invisible, .visible = visible};
     h.styles = tamis_arena_alloc(m->arena, sizeof(*h.styles));
     if (!h.styles)
         return TAMIS_ENOMEM;

@@ -25,13 +25,15 @@ typedef struct {
     tamis_msg_t *m;
     tamis_buf_t text;      /* concatenated rendered parts (UTF-8) */
     tamis_buf_t invisible; /* concatenated invisible HTML text */
+    tamis_buf_t visible;   /* text without the invisible HTML pieces (visible_rendered) */
     bool any_leaf;
     bool in_multipart; /* the current entity is a child of a multipart */
     /* Perl string semantics: a part whose text stayed bytes (7-bit input, pass-through charset)
      * holds Latin-1 bytes from HTML entities; once any part is characters, the whole text is
      * upgraded and those bytes become UTF-8. */
     bool any_chars;
-    tamis__vec_t latin1_spans; /* span_t: byte parts with high bytes in text */
+    tamis__vec_t latin1_spans;  /* span_t: byte parts with high bytes in text */
+    tamis__vec_t vlatin1_spans; /* the same for visible */
     tamis__mime_acc_t mstats;
 } walk_t;
 
@@ -399,18 +401,18 @@ static bool to_latin1(tamis_buf_t *b)
 }
 
 /* Latin-1 spans → UTF-8 when the text as a whole became characters (Perl's upgrade). */
-static void upgrade_spans(walk_t *w)
+static void upgrade_spans(const walk_t *w, tamis_buf_t *text, const tamis__vec_t *spans)
 {
-    if (!w->any_chars || !w->latin1_spans.n)
+    if (!w->any_chars || !spans->n)
         return;
     tamis_buf_t o;
     tamis_buf_init(&o, 0);
-    const span_t *sp = w->latin1_spans.v;
+    const span_t *sp = spans->v;
     size_t pos = 0;
-    for (size_t i = 0; i < w->latin1_spans.n; i++) {
-        tamis_buf_append(&o, w->text.data + pos, sp[i].off - pos);
+    for (size_t i = 0; i < spans->n; i++) {
+        tamis_buf_append(&o, text->data + pos, sp[i].off - pos);
         for (size_t j = sp[i].off; j < sp[i].off + sp[i].len; j++) {
-            unsigned char c = (unsigned char)w->text.data[j];
+            unsigned char c = (unsigned char)text->data[j];
             if (c < 0x80) {
                 tamis_buf_putc(&o, (char)c);
             } else {
@@ -420,10 +422,10 @@ static void upgrade_spans(walk_t *w)
         }
         pos = sp[i].off + sp[i].len;
     }
-    tamis_buf_append(&o, w->text.data + pos, w->text.len - pos);
+    tamis_buf_append(&o, text->data + pos, text->len - pos);
     if (!o.err) {
-        tamis_buf_free(&w->text);
-        w->text = o;
+        tamis_buf_free(text);
+        *text = o;
     } else {
         tamis_buf_free(&o);
     }
@@ -436,6 +438,8 @@ static void render_leaf(walk_t *w, const tamis_part_t *p)
     bool html = effective_html(p) || !strcmp(p->type, "text/html");
     if (w->text.len)
         tamis_buf_putc(&w->text, '\n'); /* a blank line between parts, rendered or not */
+    if (w->visible.len)
+        tamis_buf_putc(&w->visible, '\n');
     if (!html && strcmp(p->type, "text/plain") != 0)
         return;
     size_t n;
@@ -447,16 +451,33 @@ static void render_leaf(walk_t *w, const tamis_part_t *p)
     }
     bool bytes = n == p->decoded.len && tamis__charset_passthrough(cs) &&
                  !has_high(p->decoded.ptr, p->decoded.len);
-    tamis_buf_t r;
+    tamis_buf_t r, v; /* all rendered text; the visible pieces only (HTML) */
     tamis_buf_init(&r, 0);
-    if (html && n) {
-        tamis__html_render(m, u, n, &r, &w->invisible);
+    tamis_buf_init(&v, 0);
+    bool has_v = html && n;
+    if (has_v) {
+        tamis__html_render(m, u, n, &r, &w->invisible, &v);
         /* HTML::Parser on a byte string decodes entities up to U+00FF as single bytes */
         if (bytes && !to_latin1(&r))
             bytes = false;
+        else if (bytes)
+            to_latin1(&v); /* a part of r, so it converts too */
     } else {
         tamis_buf_append(&r, u, n);
     }
+    if (v.err)
+        m->oom = TAMIS_ENOMEM;
+    const tamis_buf_t *vr = has_v ? &v : &r;
+    size_t vkeep = scan_cut(vr->data ? vr->data : "", vr->len, m->lim.body_part_scan_size, "\n ");
+    if (bytes && has_high(vr->data, vkeep)) {
+        span_t *sp = tamis__vec_push(m->arena, &w->vlatin1_spans, sizeof(*sp));
+        if (sp) {
+            sp->off = w->visible.len;
+            sp->len = vkeep;
+        }
+    }
+    tamis_buf_append(&w->visible, vr->data ? vr->data : "", vkeep);
+    tamis_buf_free(&v);
     size_t keep = scan_cut(r.data ? r.data : "", r.len, m->lim.body_part_scan_size, "\n ");
     if (bytes && has_high(r.data, keep)) {
         span_t *sp = tamis__vec_push(m->arena, &w->latin1_spans, sizeof(*sp));
@@ -775,9 +796,9 @@ static size_t squeeze_ws(char *s, size_t n, bool unicode)
     return k;
 }
 
-static int push_line(tamis_msg_t *m, const char *s, size_t n)
+static int push_line(tamis_msg_t *m, tamis__vec_t *lines, const char *s, size_t n)
 {
-    tamis_slice_t *sl = tamis__vec_push(m->arena, &m->lines, sizeof(*sl));
+    tamis_slice_t *sl = tamis__vec_push(m->arena, lines, sizeof(*sl));
     if (!sl)
         return TAMIS_ENOMEM;
     *sl = tamis_slice(s, n);
@@ -785,7 +806,7 @@ static int push_line(tamis_msg_t *m, const char *s, size_t n)
 }
 
 /* split_into_array_of_short_lines. */
-static int split_lines(tamis_msg_t *m, const char *s, size_t n)
+static int split_lines(tamis_msg_t *m, tamis__vec_t *lines, const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -800,11 +821,11 @@ static int split_lines(tamis_msg_t *m, const char *s, size_t n)
                 }
             if (!len)
                 len = MAX_LINE;
-            if (push_line(m, s + i, len) < 0)
+            if (push_line(m, lines, s + i, len) < 0)
                 return TAMIS_ENOMEM;
             i += len;
         }
-        if (push_line(m, s + i, end - i) < 0)
+        if (push_line(m, lines, s + i, end - i) < 0)
             return TAMIS_ENOMEM;
         i = end;
     }
@@ -814,9 +835,10 @@ static int split_lines(tamis_msg_t *m, const char *s, size_t n)
 static int finish_text(walk_t *w)
 {
     tamis_msg_t *m = w->m;
-    if (w->text.err || w->invisible.err)
+    if (w->text.err || w->invisible.err || w->visible.err)
         return TAMIS_ENOMEM;
-    upgrade_spans(w);
+    upgrade_spans(w, &w->text, &w->latin1_spans);
+    upgrade_spans(w, &w->visible, &w->vlatin1_spans);
     const tamis_header_t *subj = tamis_msg_header_last(m, "subject");
     const char *sv = subj ? subj->decoded : "";
     size_t sl = strlen(sv);
@@ -836,7 +858,19 @@ static int finish_text(walk_t *w)
     if (!inv)
         return TAMIS_ENOMEM;
     m->invisible = tamis_slice(inv, iv);
-    return split_lines(m, all, sl + 1 + k);
+    /* get_visible_rendered_body_text_array: the same with the invisible HTML pieces left out */
+    size_t vl = w->visible.len;
+    char *vis = tamis_arena_alloc(m->arena, sl + 1 + vl + 1);
+    if (!vis)
+        return TAMIS_ENOMEM;
+    memcpy(vis, sv, sl);
+    vis[sl] = '\n';
+    if (vl)
+        memcpy(vis + sl + 1, w->visible.data, vl);
+    size_t vk = squeeze_ws(vis + sl + 1, vl, w->any_chars);
+    vis[sl + 1 + vk] = '\0';
+    int rc = split_lines(m, &m->lines, all, sl + 1 + k);
+    return rc ? rc : split_lines(m, &m->vlines, vis, sl + 1 + vk);
 }
 
 static bool blank_line(const char *p, const char *e)
@@ -848,8 +882,8 @@ static bool blank_line(const char *p, const char *e)
 }
 
 /* Message->new keeps at most 20 consecutive blank lines of the body (21 when the run starts the
- * body), dropping from the second (third) line of the run on. Returns the input to give GMime: the
- * pristine bytes, or a trimmed copy in the arena. */
+ * body), dropping from the second (third) line of the run on. trim_blank_runs() returns the body:
+ * pristine, or a trimmed copy in the arena. */
 static bool has_long_blank_run(const char *b, const char *e)
 {
     size_t run = 0;
@@ -868,7 +902,7 @@ static tamis_slice_t trim_blank_runs(tamis_msg_t *m)
 {
     const char *b = m->pbody.ptr, *e = b + m->pbody.len;
     if (!has_long_blank_run(b, e))
-        return m->pristine;
+        return m->pbody;
     tamis_buf_t o;
     tamis_buf_init(&o, 0);
     bool changed = false;
@@ -908,15 +942,11 @@ static tamis_slice_t trim_blank_runs(tamis_msg_t *m)
             break;
         p = le;
     }
-    tamis_slice_t r = m->pristine;
+    tamis_slice_t r = m->pbody;
     if (changed && !o.err) {
-        size_t hl = (size_t)(m->pbody.ptr - m->pristine.ptr);
-        char *c = tamis_arena_alloc(m->arena, hl + o.len + 1);
-        if (c) {
-            memcpy(c, m->pristine.ptr, hl);
-            memcpy(c + hl, o.data, o.len);
-            r = tamis_slice(c, hl + o.len);
-        }
+        char *c = tamis_arena_strndup(m->arena, o.data, o.len);
+        if (c)
+            r = tamis_slice(c, o.len);
     }
     tamis_buf_free(&o);
     return r;
@@ -925,9 +955,36 @@ static tamis_slice_t trim_blank_runs(tamis_msg_t *m)
 /* The top level is parsed as a MIME part, not a message: SpamAssassin's header view is built in
  * msg.c, and GMime's message construction (address lists, dates, decoding of every field) would
  * cost a quarter of the parse for nothing. */
+/* GMime gets the body behind a two-field header (the last Content-Type and
+ * Content-Transfer-Encoding as written): the top-level fields are already parsed, and GMime's
+ * header parsing was most of its cost. */
+static tamis_slice_t gmime_input(tamis_msg_t *m)
+{
+    tamis_slice_t body = trim_blank_runs(m);
+    const tamis_header_t *ct = tamis_msg_header_last(m, "content-type");
+    const tamis_header_t *te = tamis_msg_header_last(m, "content-transfer-encoding");
+    tamis_buf_t o;
+    tamis_buf_init(&o, 0);
+    tamis_buf_reserve(&o, body.len + 512);
+    if (ct)
+        tamis_buf_printf(&o, "Content-Type: %s\n", ct->raw);
+    if (te)
+        tamis_buf_printf(&o, "Content-Transfer-Encoding: %s\n", te->raw);
+    tamis_buf_putc(&o, '\n');
+    tamis_buf_append(&o, body.ptr, body.len);
+    tamis_slice_t r = tamis_slice("", 0);
+    char *c = o.err ? NULL : tamis_arena_strndup(m->arena, o.data, o.len);
+    if (c)
+        r = tamis_slice(c, o.len);
+    else
+        m->oom = TAMIS_ENOMEM;
+    tamis_buf_free(&o);
+    return r;
+}
+
 static GMimeObject *gmime_parse(tamis_msg_t *m)
 {
-    tamis_slice_t in = trim_blank_runs(m);
+    tamis_slice_t in = gmime_input(m);
     GMimeStream *st = g_mime_stream_mem_new_with_buffer(in.ptr, in.len);
     if (!st)
         return NULL;
@@ -970,6 +1027,7 @@ int tamis__mime_walk(tamis_msg_t *m)
     walk_t w = {.m = m};
     tamis_buf_init(&w.text, 0);
     tamis_buf_init(&w.invisible, 0);
+    tamis_buf_init(&w.visible, 0);
     tamis__mime_stats_init(m);
     int rc = walk_top(&w);
     if (rc == 0)
@@ -977,5 +1035,6 @@ int tamis__mime_walk(tamis_msg_t *m)
     tamis__mime_stats_finish(m, &w.mstats);
     tamis_buf_free(&w.text);
     tamis_buf_free(&w.invisible);
+    tamis_buf_free(&w.visible);
     return rc < 0 ? rc : m->oom;
 }

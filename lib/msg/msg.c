@@ -424,6 +424,16 @@ tamis_slice_t tamis_msg_body_line(const tamis_msg_t *m, size_t i)
     return i < m->lines.n ? ((const tamis_slice_t *)m->lines.v)[i] : tamis_slice("", 0);
 }
 
+size_t tamis_msg_visible_line_count(const tamis_msg_t *m)
+{
+    return m->vlines.n;
+}
+
+tamis_slice_t tamis_msg_visible_line(const tamis_msg_t *m, size_t i)
+{
+    return i < m->vlines.n ? ((const tamis_slice_t *)m->vlines.v)[i] : tamis_slice("", 0);
+}
+
 tamis_slice_t tamis_msg_body_text(const tamis_msg_t *m)
 {
     return m->body_text;

@@ -54,6 +54,7 @@ struct tamis_msg {
     tamis__vec_t headers; /* tamis_header_t */
     tamis__vec_t relays;  /* tamis_relay_t */
     tamis__vec_t lines;   /* tamis_slice_t */
+    tamis__vec_t vlines;  /* tamis_slice_t: the visible-only lines (Bayes) */
     tamis_slice_t body_text, invisible;
     tamis__vec_t raw;         /* tamis_slice_t */
     tamis__vec_t parts;       /* tamis_part_t */
@@ -116,10 +117,11 @@ void tamis__mime_stats_leaf(tamis_msg_t *m, tamis__mime_acc_t *acc, const tamis_
 void tamis__mime_stats_finish(tamis_msg_t *m, tamis__mime_acc_t *acc);
 
 /* ---- html.c ---- */
-/* Renders an HTML part (UTF-8 input) into visible and invisible text, records statistics in
- * m->html and URIs (with anchor text) through tamis__uri_add_html. */
+/* Renders an HTML part (UTF-8 input) into text (all of it, as rules see it), invisible (the
+ * pieces judged invisible) and visible (the others; may be NULL), records statistics in m->html
+ * and URIs (with anchor text) through tamis__uri_add_html. */
 int tamis__html_render(tamis_msg_t *m, const char *html, size_t len, tamis_buf_t *text,
-                       tamis_buf_t *invisible);
+                       tamis_buf_t *invisible, tamis_buf_t *visible);
 
 /* ---- received.c ---- */
 int tamis__received_parse(tamis_msg_t *m);

@@ -72,6 +72,42 @@ static bool domain_valid(const char *d)
     return tld_valid(d);
 }
 
+/* Util::is_fqdn_valid: 2+ labels of 1-63 [a-z0-9_-] (no '-' at the ends), '_' not in the last
+ * two labels, at most 253 bytes (trailing dots ignored). h is lower-case. */
+static bool fqdn_valid(const char *h)
+{
+    size_t n = strlen(h);
+    while (n && h[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return false;
+    size_t labels = 1;
+    for (size_t i = 0; i < n; i++)
+        labels += h[i] == '.';
+    if (labels < 2)
+        return false;
+    size_t start = 0, idx = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && h[i] != '.')
+            continue;
+        size_t len = i - start;
+        if (len < 1 || len > 63)
+            return false;
+        const char *l = h + start;
+        bool last_two = labels - idx <= 2;
+        for (size_t k = 0; k < len; k++) {
+            char c = l[k];
+            bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+                      (c == '-' && k > 0 && k + 1 < len);
+            if (!ok || (c == '_' && last_two))
+                return false;
+        }
+        start = i + 1;
+        idx++;
+    }
+    return true;
+}
+
 static bool is_ip(const char *h)
 {
     unsigned char b[16];
@@ -127,7 +163,7 @@ static bool uri_to_domain(tamis_arena_t *a, const char *uri, const char **host, 
         *host = *dom = h;
         return true;
     }
-    if (!domain_valid(h) || h[0] == '.' || strstr(h, ".."))
+    if (!fqdn_valid(h) || !domain_valid(h))
         return false;
     const char *r = psl_registrable_domain(psl_builtin(), h);
     *host = h;
@@ -712,6 +748,56 @@ static uri_index_t *index_of(tamis_msg_t *m)
     return ix;
 }
 
+/* _process_dkim_uri_list: every d= of DKIM-Signature / DomainKey-Signature fields becomes a
+ * "domainkeys:<d>" entry for URIBL lookups; it has no variants, so uri rules never see it. */
+static void dkim_uris(tamis_msg_t *m)
+{
+    const tamis_header_t *h = m->headers.v;
+    for (size_t i = 0; i < m->headers.n; i++) {
+        if (strcasecmp(h[i].name, "dkim-signature") && strcasecmp(h[i].name, "domainkey-signature"))
+            continue;
+        const char *v = h[i].decoded;
+        for (const char *p = v; *p; p++) {
+            if (*p != 'd' || (p > v && (g_ascii_isalnum(p[-1]) || p[-1] == '_')))
+                continue;
+            const char *q = p + 1;
+            while (g_ascii_isspace(*q))
+                q++;
+            if (*q != '=')
+                continue;
+            q++;
+            while (g_ascii_isspace(*q))
+                q++;
+            size_t l = strcspn(q, ";");
+            if (!l)
+                continue;
+            char *d = tamis_arena_alloc(m->arena, l + 1);
+            if (!d || m->uris.n >= m->lim.max_uris)
+                return;
+            size_t k = 0;
+            for (size_t j = 0; j < l; j++)
+                if (!g_ascii_isspace(q[j]))
+                    d[k++] = q[j];
+            d[k] = '\0';
+            tamis_uri_t *u = tamis__vec_push(m->arena, &m->uris, sizeof(*u));
+            if (!u)
+                return;
+            u->raw = tamis_arena_printf(m->arena, "domainkeys:%s", d);
+            char *host = tamis_arena_strdup(m->arena, d);
+            for (char *c = host; c && *c; c++)
+                *c = g_ascii_tolower(*c);
+            u->host = host ? host : "";
+            const char *r = host ? psl_registrable_domain(psl_builtin(), host) : NULL;
+            u->domain = r ? r : u->host;
+            u->anchor = u->html_tag = "";
+            u->flags = TAMIS_URI_FROM_DKIM;
+            if (!u->raw)
+                u->raw = "";
+            p = q + l - 1;
+        }
+    }
+}
+
 int tamis__uri_finish(tamis_msg_t *m)
 {
     pthread_once(&re_once, re_init);
@@ -750,5 +836,6 @@ int tamis__uri_finish(tamis_msg_t *m)
             g_hash_table_add(ix->strings, (gpointer)v);
         }
     }
+    dkim_uris(m);
     return m->oom;
 }

@@ -362,12 +362,14 @@ static bool mime_header_stat(const tamis_msg_t *m, const char *name, double *out
     return true;
 }
 
+static bool qp_stat(tamis_eval_ctx_t *ctx, const char *name, double *out);
+
 static double check_for_mime(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
     double v;
     if (!n)
         return 0;
-    if (mime_header_stat(ctx->msg, a[0], &v))
+    if (mime_header_stat(ctx->msg, a[0], &v) || qp_stat(ctx, a[0], &v))
         return v != 0;
     return mime_stat(ctx, a[0], &v) && v != 0;
 }
@@ -497,8 +499,7 @@ static double check_qp_ratio(tamis_eval_ctx_t *ctx, const char *const *a, size_t
     double v;
     if (!n)
         return 0;
-    if (!mime_stat(ctx, "mime_qp_ratio", &v))
-        v = 0;
+    qp_stat(ctx, "mime_qp_ratio", &v);
     return v >= arg(a, n, 0);
 }
 
@@ -610,25 +611,65 @@ static double check_ma_non_text(tamis_eval_ctx_t *ctx, const char *const *a, siz
     return 0;
 }
 
-/* ---- check_base64_length ----------------------------------------------------------------------
+/* ---- raw part lines: check_base64_length, mime_qp_* -------------------------------------------
  *
- * SpamAssassin measures the raw (still encoded) lines of base64 parts, which lib/msg's part
- * model does not keep. Each part's first header field is found again in the pristine message,
- * in document order, and the lines after its header block are measured up to the next boundary.
- * A part that cannot be found is skipped (measured as 0). */
+ * SpamAssassin measures the raw (still encoded) lines of parts, which lib/msg's part model does
+ * not keep. Each part's first header field is found again in the pristine message, in document
+ * order, and its body runs from the blank line after its header block to the next boundary
+ * line. A part that cannot be found is skipped. */
 
 static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m)
 {
     return m && m <= n ? memmem(hay, n, needle, m) : NULL;
 }
 
-/* Longest line (with its "\n", CRLF counted as LF) from body to the next "--" line; the line
- * before a boundary loses its newline, as in SpamAssassin's multipart parser. */
-static size_t longest_line(const char *p, const char *end)
+/* Where each part's raw body starts in the pristine message (NULL if not found); memoised. */
+static const char **part_starts(tamis_eval_ctx_t *ctx)
 {
-    size_t best = 0;
+    static const char key = 0;
+    const char **v = tamis__memo_get(ctx, &key);
+    if (v)
+        return v;
+    const tamis_msg_t *m = ctx->msg;
+    size_t np = tamis_msg_part_count(m);
+    v = tamis_arena_calloc(ctx->arena, np + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    tamis_slice_t pr = tamis_msg_pristine(m), body = tamis_msg_pristine_body(m);
+    const char *end = pr.ptr + pr.len;
+    const char *cursor = body.ptr ? body.ptr : pr.ptr;
+    for (size_t i = 0; i < np; i++) {
+        const tamis_part_t *p = tamis_msg_part_at(m, i);
+        if (i == 0) {
+            v[i] = cursor;
+            continue;
+        }
+        if (!p->header_count)
+            continue;
+        const tamis_slice_t h = p->headers[0].pristine;
+        const char *at = find_bytes(cursor, (size_t)(end - cursor), h.ptr, h.len);
+        const char *b1 = at ? find_bytes(at, (size_t)(end - at), "\n\n", 2) : NULL;
+        const char *b2 = at ? find_bytes(at, (size_t)(end - at), "\n\r\n", 3) : NULL;
+        if (b2 && (!b1 || b2 < b1))
+            v[i] = b2 + 3;
+        else if (b1)
+            v[i] = b1 + 2;
+        if (v[i])
+            cursor = v[i];
+    }
+    (void)tamis__memo_set(ctx, &key, v);
+    return v;
+}
+
+typedef void (*raw_line_fn)(void *st, const char *line, size_t len, bool nl);
+
+/* Calls fn for each raw line from p: len excludes the line end (CRLF counts as LF), nl tells
+ * whether SpamAssassin keeps a "\n" (the line before a boundary loses it). In a multipart child
+ * a line starting with "--" ends the part. */
+static void raw_lines(const char *p, const char *end, bool child, raw_line_fn fn, void *st)
+{
     while (p < end) {
-        if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+        if (child && end - p >= 2 && p[0] == '-' && p[1] == '-')
             break;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
@@ -636,44 +677,100 @@ static size_t longest_line(const char *p, const char *end)
         if (len && p[len - 1] == '\r')
             len--;
         const char *next = nl ? nl + 1 : end;
-        bool before_boundary = end - next >= 2 && next[0] == '-' && next[1] == '-';
-        len += nl && !before_boundary;
-        best = len > best ? len : best;
+        bool before = child && end - next >= 2 && next[0] == '-' && next[1] == '-';
+        fn(st, p, len, nl && !before);
         p = next;
+    }
+}
+
+static void max_line(void *st, const char *line, size_t len, bool nl)
+{
+    size_t *best = st, l = len + nl;
+    *best = l > *best ? l : *best;
+}
+
+static size_t base64_length(tamis_eval_ctx_t *ctx)
+{
+    const char **starts = part_starts(ctx);
+    tamis_slice_t pr = tamis_msg_pristine(ctx->msg);
+    size_t best = 0;
+    for (size_t i = 0; starts && i < tamis_msg_part_count(ctx->msg); i++) {
+        const tamis_part_t *p = tamis_msg_part_at(ctx->msg, i);
+        if (!starts[i] || !p->is_leaf || strcmp(p->encoding, "base64") != 0 ||
+            strcmp(p->type, "application/ics") == 0)
+            continue;
+        raw_lines(starts[i], pr.ptr + pr.len, i > 0, max_line, &best);
     }
     return best;
 }
 
-static size_t base64_length(const tamis_msg_t *m)
+typedef struct {
+    double bytes, count;
+    bool long_line;
+} qp_t;
+
+/* One QP line of _check_attachments: long lines, bytes, and "=XX" escapes of characters that
+ * did not need encoding, minus trailing "=20"/"=09". */
+static void qp_line(void *st, const char *line, size_t len, bool nl)
 {
-    tamis_slice_t pr = tamis_msg_pristine(m), body = tamis_msg_pristine_body(m);
-    const char *end = pr.ptr + pr.len;
-    const char *cursor = body.ptr ? body.ptr : pr.ptr;
-    size_t best = 0;
-    for (size_t i = 0; i < tamis_msg_part_count(m); i++) {
-        const tamis_part_t *p = tamis_msg_part_at(m, i);
-        const char *start = NULL;
-        if (i == 0) {
-            start = cursor;
-        } else if (p->header_count) {
-            const tamis_slice_t h = p->headers[0].pristine;
-            const char *at = find_bytes(cursor, (size_t)(end - cursor), h.ptr, h.len);
-            const char *blank = at ? find_bytes(at, (size_t)(end - at), "\n\n", 2) : NULL;
-            const char *blank2 = at ? find_bytes(at, (size_t)(end - at), "\n\r\n", 3) : NULL;
-            if (blank2 && (!blank || blank2 < blank))
-                start = blank2 + 3;
-            else if (blank)
-                start = blank + 2;
-            if (start)
-                cursor = start;
-        }
-        if (!start || !p->is_leaf || strcmp(p->encoding, "base64") != 0 ||
-            strcmp(p->type, "application/ics") == 0)
+    qp_t *q = st;
+    if (len >= 6 && memcmp(line, "SPAM: ", 6) == 0)
+        return;
+    size_t l = len + nl;
+    q->long_line |= l > 79;
+    q->bytes += (double)l;
+    double n = 0;
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (line[i] != '=')
             continue;
-        size_t l = longest_line(start, end);
-        best = l > best ? l : best;
+        char a = line[i + 1], b = line[i + 2];
+        bool hex = isdigit((unsigned char)b) || (b >= 'A' && b <= 'F');
+        bool hit = (a == '0' && b == '9') || (a == '3' && hex && b != 'D') ||
+                   ((a == '2' || a == '4' || a == '5' || a == '6') && hex) ||
+                   (a == '7' && hex && b != 'F');
+        if (hit) {
+            n++;
+            i += 2;
+        }
     }
-    return best;
+    if (n > 0) {
+        size_t e = len;
+        while (e && isspace((unsigned char)line[e - 1]))
+            e--;
+        size_t k = 0;
+        while (e >= 3 && line[e - 3] == '=' &&
+               ((line[e - 2] == '2' && line[e - 1] == '0') ||
+                (line[e - 2] == '0' && line[e - 1] == '9'))) {
+            e -= 3;
+            k++;
+        }
+        n -= (double)k;
+    }
+    q->count += n;
+}
+
+/* mime_qp_count (encoded escapes when any QP line exists, else the number of QP parts),
+ * mime_qp_long_line and mime_qp_ratio, as MIMEEval computes them. */
+static bool qp_stat(tamis_eval_ctx_t *ctx, const char *name, double *out)
+{
+    bool count = !strcmp(name, "mime_qp_count"), lng = !strcmp(name, "mime_qp_long_line"),
+         ratio = !strcmp(name, "mime_qp_ratio");
+    if (!count && !lng && !ratio)
+        return false;
+    const char **starts = part_starts(ctx);
+    tamis_slice_t pr = tamis_msg_pristine(ctx->msg);
+    qp_t q = {0, 0, false};
+    double parts = 0;
+    for (size_t i = 0; i < tamis_msg_part_count(ctx->msg); i++) {
+        const tamis_part_t *p = tamis_msg_part_at(ctx->msg, i);
+        parts += strstr(p->encoding, "quoted-printable") != NULL;
+        if (starts && starts[i] && p->is_leaf && !strcmp(p->encoding, "quoted-printable"))
+            raw_lines(starts[i], pr.ptr + pr.len, i > 0, qp_line, &q);
+    }
+    *out = count ? (q.bytes ? q.count : parts)
+           : lng ? q.long_line
+                 : (q.bytes ? q.count / q.bytes : 0);
+    return true;
 }
 
 static double check_base64_length(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
@@ -683,7 +780,7 @@ static double check_base64_length(tamis_eval_ctx_t *ctx, const char *const *a, s
         return 0;
     double *m = tamis__memo_get(ctx, &key);
     if (!m && (m = tamis_arena_alloc(ctx->arena, sizeof *m)) != NULL) {
-        *m = (double)base64_length(ctx->msg);
+        *m = (double)base64_length(ctx);
         (void)tamis__memo_set(ctx, &key, m);
     }
     double len = m ? *m : 0, max = arg(a, n, 1);

@@ -615,6 +615,8 @@ int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tam
     int rc = load_sources(&L, src);
     if (!rc)
         rc = tamis__finish(rs, L.diag);
+    if (!rc)
+        rc = tamis__pf_build(rs, src->cache_dir, L.diag);
     if (rc) {
         /* report the first error with its file:line when there is one */
         const tamis_diag_entry_t *first = NULL;

@@ -105,6 +105,7 @@ typedef struct {
     int depth;
     const char *error;
     int *deps;
+    unsigned *uses;
     size_t ndeps, deps_cap;
 } parser_t;
 
@@ -128,19 +129,28 @@ static node_t *mk(parser_t *p, node_kind_t k)
 
 static node_t *parse_expr(parser_t *p);
 
+/* Records a dependency once, counting its uses (SA's meta_dependencies list keeps every
+ * occurrence, which weighs the auto-learn head/body split). */
 static int add_dep(parser_t *p, int idx)
 {
     for (size_t i = 0; i < p->ndeps; i++)
-        if (p->deps[i] == idx)
+        if (p->deps[i] == idx) {
+            p->uses[i]++;
             return 0;
+        }
     if (p->ndeps == p->deps_cap) {
         size_t nc = p->deps_cap ? p->deps_cap * 2 : 8;
         int *d = realloc(p->deps, nc * sizeof(*d));
         if (!d)
             return TAMIS_ENOMEM;
         p->deps = d;
+        unsigned *u = realloc(p->uses, nc * sizeof(*u));
+        if (!u)
+            return TAMIS_ENOMEM;
+        p->uses = u;
         p->deps_cap = nc;
     }
+    p->uses[p->ndeps] = 1;
     p->deps[p->ndeps++] = idx;
     return 0;
 }
@@ -510,19 +520,25 @@ int tamis__meta_compile(tamis_ruleset_t *rs, tamis__rule_t *r, char *err, size_t
         rc = tamis_seterr(err, errlen, TAMIS_EPARSE, "invalid expression for rule %s: %s", r->name,
                           p.error ? p.error : "?");
         free(p.deps);
+        free(p.uses);
     } else {
         r->meta = tamis_arena_calloc(rs->arena, 1, sizeof(*r->meta));
         int *deps = p.ndeps ? tamis_arena_alloc(rs->arena, p.ndeps * sizeof(int)) : NULL;
-        if (!r->meta || (p.ndeps && !deps)) {
+        unsigned *uses = p.ndeps ? tamis_arena_alloc(rs->arena, p.ndeps * sizeof(unsigned)) : NULL;
+        if (!r->meta || (p.ndeps && (!deps || !uses))) {
             rc = TAMIS_ENOMEM;
         } else {
             r->meta->root = root;
-            if (p.ndeps)
+            if (p.ndeps) {
                 memcpy(deps, p.deps, p.ndeps * sizeof(int));
+                memcpy(uses, p.uses, p.ndeps * sizeof(unsigned));
+            }
             r->deps = deps;
+            r->dep_uses = uses;
             r->ndeps = p.ndeps;
         }
         free(p.deps);
+        free(p.uses);
     }
     free(toks);
     tamis_buf_free(&b);

@@ -71,6 +71,7 @@ static tamis__rule_t *define(tamis_ruleset_t *rs, const char *name, tamis__kind_
     r->ev = NULL;
     r->meta = NULL;
     r->deps = NULL;
+    r->dep_uses = NULL;
     r->ndeps = 0;
     return r->def ? r : NULL;
 }

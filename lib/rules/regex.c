@@ -251,6 +251,12 @@ static char *rewrite_for_pcre2(const char *pat)
     return tamis_buf_steal(&b, &len);
 }
 
+char *tamis__regex_source(const char *pattern)
+{
+    return strstr(pattern, "\\x{") || strstr(pattern, "{,") ? rewrite_for_pcre2(pattern)
+                                                            : strdup(pattern);
+}
+
 pcre2_code *tamis__regex_compile(const tamis_ruleset_t *rs, const char *pattern, uint32_t flags,
                                  bool jit, char *err, size_t errlen)
 {

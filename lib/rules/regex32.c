@@ -5,13 +5,11 @@
  * 32-bit library always uses 32-bit links, so those patterns compile there: bytes become code
  * units 0-255 (no UTF), the same Latin-1 tables apply, and subjects are widened per match.
  *
- * The 32-bit library is loaded with dlopen() on first need, so the build links only libpcre2-8;
- * without it those rules are dropped with a warning as before. The function table is written
+ * The build links libpcre2-32 (part of Debian's libpcre2-dev). The function table below is filled
  * once under pthread_once and read-only afterwards.
  */
 #include "rules/rules_int.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,18 +57,10 @@ static void scratch32_free(void *p)
     free(s);
 }
 
-#define LOAD(field, sym)                                                                           \
-    do {                                                                                           \
-        *(void **)(&api.field) = dlsym(h, #sym);                                                   \
-        if (!api.field)                                                                            \
-            return;                                                                                \
-    } while (0)
+#define LOAD(field, sym) api.field = sym
 
 static void api_load(void)
 {
-    void *h = dlopen("libpcre2-32.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return;
     LOAD(compile, pcre2_compile_32);
     LOAD(jit, pcre2_jit_compile_32);
     LOAD(match, pcre2_match_32);
@@ -87,7 +77,7 @@ static void api_load(void)
     LOAD(set_depth_limit, pcre2_set_depth_limit_32);
     LOAD(errmsg, pcre2_get_error_message_32);
     if (pthread_key_create(&scratch_key, scratch32_free) == 0)
-        api_ok = true; /* the handle stays open for the life of the process */
+        api_ok = true;
 }
 
 static bool api_ready(void)

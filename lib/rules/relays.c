@@ -306,7 +306,7 @@ int tamis__relays_compute(const tamis_conf_t *conf, const tamis_msg_t *m, tamis_
     walk_init(&w, conf);
     for (size_t i = 0; i < nrec; i++) {
         const tamis_relay_t *r = tamis_msg_relay_at(m, i);
-        if (!r)
+        if (!r || r->originating) /* lib/msg's copies of the synthetic hops added below */
             continue;
         if (r->unparseable) {
             out->unparseable = true;

@@ -56,6 +56,7 @@ enum {
 };
 
 typedef struct tamis__meta tamis__meta_t;
+typedef struct tamis__prefilter tamis__prefilter_t;
 
 typedef struct tamis__rule {
     char *name;
@@ -86,7 +87,8 @@ typedef struct tamis__rule {
 
     /* meta */
     tamis__meta_t *meta;
-    int *deps; /* rule indexes used by the meta */
+    int *deps;          /* rule indexes used by the meta (each once) */
+    unsigned *dep_uses; /* how often each is named in the expression */
     size_t ndeps;
 
     /* keyed attributes (may come before or after the definition) */
@@ -141,6 +143,8 @@ struct tamis_ruleset {
     const uint8_t *tables; /* Latin-1 character tables for /aa-style folding */
     pcre2_compile_context *cctx;
 
+    tamis__prefilter_t *pf; /* multi-pattern prefilter (prefilter.c), NULL = PCRE2 alone */
+
     size_t count_by_type[TAMIS_RULE_EVAL_FULL + 1];
     size_t dropped;
     size_t unsupported;
@@ -175,13 +179,31 @@ int tamis__regex_split(const char *text, size_t *consumed, char **pattern_out, u
 pcre2_code *tamis__regex_compile(const tamis_ruleset_t *rs, const char *pattern, uint32_t flags,
                                  bool jit, char *err, size_t errlen);
 const uint8_t *tamis__latin1_tables(void);
+/* The pattern text PCRE2 compiles for pattern (Perl-to-PCRE2 rewriting applied); malloc'ed, NULL
+ * on allocation failure. The prefilter compiles the same text. */
+char *tamis__regex_source(const char *pattern);
 /* regex32.c: the 32-bit fallback (see there). */
 void *tamis__re32_compile(const uint8_t *tables, const char *pattern, uint32_t flags, char *err,
                           size_t errlen);
 void tamis__re32_free(void *re);
 int tamis__re32_match(void *re, const char *s, size_t len, size_t start, size_t *ms, size_t *me);
 
-/* Meta expressions (meta.c). */
+/*
+ * Prefilter (prefilter.c): Vectorscan databases of the header (per header expression), body,
+ * rawbody, full and uri regexes. A scan of a group's texts marks the candidate rules; a rule of
+ * a group that is not a candidate cannot match (prefilter mode finds a superset of the matches),
+ * so PCRE2 only confirms candidates. Without TAMIS_HAVE_HS every function is a no-op.
+ */
+int tamis__pf_build(tamis_ruleset_t *rs, const char *cache_dir, tamis_diag_t *diag);
+void tamis__pf_free(tamis__prefilter_t *pf);
+/* The group of rule index i, or -1 when the rule is always matched by PCRE2. */
+int tamis__pf_group(const tamis__prefilter_t *pf, int i);
+size_t tamis__pf_group_count(const tamis__prefilter_t *pf);
+/* Scans texts get(ctx, 0..count-1) with group g's database; for every rule of the group found
+ * in text k, cand[rule] becomes min(cand[rule], k + 1) (0 = not a candidate). Returns 0, or -1
+ * when the scan failed (the caller then treats every rule of the group as a candidate). */
+int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(const void *, size_t),
+                   const void *ctx, size_t count, uint32_t *cand);
 int tamis__meta_compile(tamis_ruleset_t *rs, tamis__rule_t *r, char *err, size_t errlen);
 double tamis__meta_eval(const tamis__meta_t *m, const double *values, bool *error);
 

@@ -250,6 +250,7 @@ void tamis_rules_unref(tamis_ruleset_t *rs)
         pcre2_code_free(rs->rules[i]->re);
         tamis__re32_free(rs->rules[i]->re32);
     }
+    tamis__pf_free(rs->pf);
     free(rs->rules);
     free(rs->hash);
     free(rs->order);

@@ -115,6 +115,11 @@ struct tamis__engine {
     double deadline;
     bool timed_out;
     bool oom;
+    /* prefilter: candidate text index + 1 per rule (0 = cannot match), state per group */
+    bool use_pf;
+    size_t pf_first; /* first text the current rule can match in */
+    uint32_t *cand;
+    uint8_t *gstate; /* 0 not scanned yet, 1 scanned, 2 unusable (every rule a candidate) */
 };
 
 static uint32_t hstr(const char *s)
@@ -361,8 +366,8 @@ static void autolearn_hit(tamis__engine_t *e, const tamis__rule_t *r, int set)
         unsigned dh = 0, db = 0;
         for (size_t j = 0; j < r->ndeps; j++) {
             char t = autolearn_type(e->rs->rules[r->deps[j]]->type);
-            dh += t == 'h';
-            db += t == 'b';
+            dh += t == 'h' ? r->dep_uses[j] : 0;
+            db += t == 'b' ? r->dep_uses[j] : 0;
         }
         if (dh + db) {
             e->head_points += round3(s * dh / (dh + db));
@@ -483,6 +488,9 @@ static double run_lines(tamis__engine_t *e, const tamis__rule_t *r, const pcre2_
                         tamis_slice_t (*get)(const tamis_msg_t *, size_t), size_t count,
                         size_t first)
 {
+    /* the prefilter saw no match before its first candidate line, so PCRE2 finds none there */
+    if (e->pf_first > first)
+        first = e->pf_first;
     bool multiple = (r->tflags & TAMIS_TFLAG_MULTIPLE) != 0;
     unsigned total = 0;
     for (size_t i = first; i < count; i++) {
@@ -575,6 +583,72 @@ static double run_eval(tamis__engine_t *e, const tamis__rule_t *r, const char **
     return isnan(v) ? 0 : v;
 }
 
+/* ---- prefilter ---------------------------------------------------------------------------------
+ */
+
+static tamis_slice_t body_text(const void *m, size_t i)
+{
+    return tamis_msg_body_line(m, i);
+}
+
+static tamis_slice_t rawbody_text(const void *m, size_t i)
+{
+    return tamis_msg_rawbody_chunk(m, i);
+}
+
+static tamis_slice_t uri_text(const void *m, size_t i)
+{
+    return uri_slice(m, i);
+}
+
+static tamis_slice_t full_text(const void *m, size_t i)
+{
+    (void)i;
+    return tamis_msg_pristine(m);
+}
+
+static tamis_slice_t one_text(const void *s, size_t i)
+{
+    (void)i;
+    return tamis_slice(s, strlen(s));
+}
+
+/* Scans r's group once per message; true when its candidates are known. */
+static bool pf_ready(tamis__engine_t *e, const tamis__rule_t *r, int g)
+{
+    if (!e->gstate[g]) {
+        const tamis__prefilter_t *pf = e->rs->pf;
+        const tamis_msg_t *m = e->m;
+        int rc = -1;
+        switch (r->type) {
+        case TAMIS_RULE_BODY:
+            rc = tamis__pf_scan(pf, g, body_text, m, tamis_msg_body_line_count(m), e->cand);
+            break;
+        case TAMIS_RULE_RAWBODY:
+            rc = tamis__pf_scan(pf, g, rawbody_text, m, tamis_msg_rawbody_count(m), e->cand);
+            break;
+        case TAMIS_RULE_URI:
+            rc = tamis__pf_scan(pf, g, uri_text, m, tamis_msg_uri_string_count(m), e->cand);
+            break;
+        case TAMIS_RULE_FULL:
+            rc = tamis__pf_scan(pf, g, full_text, m, 1, e->cand);
+            break;
+        case TAMIS_RULE_HEADER: {
+            /* an undefined header: each rule matches its own [if-unset:] text, so PCRE2 decides */
+            const char *v = tamis__header_get(&e->ctx, r->hdr);
+            if (v)
+                rc = tamis__pf_scan(pf, g, one_text, v, 1, e->cand);
+
+            break;
+        }
+        default:
+            break;
+        }
+        e->gstate[g] = rc == 0 ? 1 : 2;
+    }
+    return e->gstate[g] == 1;
+}
+
 static double run_rule(tamis__engine_t *e, const tamis__rule_t *r, const char **log)
 {
     if (r->kind == TAMIS__K_EVAL)
@@ -584,6 +658,14 @@ static double run_rule(tamis__engine_t *e, const tamis__rule_t *r, const char **
         return 0;
     if (!re && !r->re32 && r->kind == TAMIS__K_REGEX)
         return 0;
+    e->pf_first = 0;
+    int g = e->use_pf ? tamis__pf_group(e->rs->pf, r->index) : -1;
+    if (g >= 0 && pf_ready(e, r, g)) {
+        uint32_t c = e->cand[r->index];
+        if (!c) /* no match possible: a negated header rule hits, others do not */
+            return r->type == TAMIS_RULE_HEADER && r->negate ? 1 : 0;
+        e->pf_first = c - 1;
+    }
     switch (r->type) {
     case TAMIS_RULE_HEADER:
         return run_header(e, r, re);
@@ -714,6 +796,13 @@ static int engine_init(tamis__engine_t *e, const tamis_ruleset_t *rs, const tami
     e->values = tamis_arena_calloc(a, rs->nrules + 1, sizeof(double));
     e->done = tamis_arena_calloc(a, rs->nrules + 1, sizeof(bool));
     e->sc = scratch_get();
+    e->use_pf = rs->pf && !(opts && opts->no_prefilter);
+    if (e->use_pf) {
+        e->cand = tamis_arena_calloc(a, rs->nrules + 1, sizeof(uint32_t));
+        e->gstate = tamis_arena_calloc(a, tamis__pf_group_count(rs->pf) + 1, 1);
+        if (!e->cand || !e->gstate)
+            return TAMIS_ENOMEM;
+    }
     if (e->values) /* the slot after the rules answers local_tests_only in metas */
         e->values[rs->nrules] = (e->set & 1) ? 0 : 1;
     if (!e->values || !e->done || !e->sc)

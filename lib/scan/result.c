@@ -47,6 +47,20 @@ const tamis_rules_result_t *tamis_scan_result(const tamis_scan_t *s)
     return s ? &s->result : NULL;
 }
 
+bool tamis_scan_bayes(const tamis_scan_t *s, tamis_bayes_result_t *out)
+{
+    if (!s || !s->bayes.classified)
+        return false;
+    if (out)
+        *out = s->bayes.res;
+    return true;
+}
+
+const char *tamis_scan_autolearn(const tamis_scan_t *s)
+{
+    return s && s->bayes.autolearn ? s->bayes.autolearn : "disabled";
+}
+
 double tamis_scan_elapsed_ms(const tamis_scan_t *s)
 {
     return s ? s->elapsed_ms : 0;
@@ -156,6 +170,6 @@ int tamis_scan_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out)
     put_mid(s, out);
     if (id && *id)
         tamis_buf_printf(out, ",id=%s", id);
-    tamis_buf_printf(out, ",autolearn=disabled,ms=%.1f", s->elapsed_ms);
+    tamis_buf_printf(out, ",autolearn=%s,ms=%.1f", tamis_scan_autolearn(s), s->elapsed_ms);
     return out->err;
 }

@@ -37,10 +37,10 @@ static double round3(double v)
 }
 
 /* Score set (spec-rules §2.2): bit 0 = network tests, bit 1 = Bayes usable. */
-static int score_set(const tamis_conf_t *c, const tamis_scan_opts_t *o)
+static int score_set(const tamis_conf_t *c, const tamis_scan_opts_t *o, bool bayes_usable)
 {
     int set = o->local_only ? 0 : 1;
-    if (c->use_bayes && c->use_bayes_rules && o->run.bayes_available)
+    if (c->use_bayes && c->use_bayes_rules && (o->run.bayes_available || bayes_usable))
         set |= 2;
     return set;
 }
@@ -191,13 +191,16 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
         rc = tamis_msg_parse(pdata, plen, &lim, &s->msg, err, errlen);
     if (!rc) {
         tamis_rules_run_opts_t ro = o->run;
-        ro.score_set = score_set(s->conf, o);
-        rc = tamis_rules_run(rs, s->msg, &ro, a, &s->result, err, errlen);
+        rc = tamis__scan_bayes_classify(s, o, &ro);
+        ro.score_set = score_set(s->conf, o, s->bayes.usable);
+        if (!rc)
+            rc = tamis_rules_run(rs, s->msg, &ro, a, &s->result, err, errlen);
     }
     if (!rc) {
         s->score = round3(s->result.score);
         s->required = s->conf->required_score;
         s->is_spam = s->score >= s->required;
+        tamis__scan_bayes_finish(s, o);
         gather(s, o);
         rc = tamis__scan_prepare(s);
     }

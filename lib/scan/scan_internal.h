@@ -52,6 +52,24 @@ const char *tamis__pristine_header_next(const tamis__pristine_t *p, const char *
 const char *tamis__pristine_header_unfolded(const tamis__pristine_t *p, const char *name,
                                             tamis_arena_t *arena);
 
+/* The Bayes part of a scan (bayes.c). */
+typedef struct {
+    tamis_bayes_t *store;         /* borrowed from the options; NULL = no Bayes */
+    tamis_bayes_tokens_t *tokens; /* the message's tokens (freed with the arena) */
+    time_t atime;                 /* the message's receive time */
+    bool classified;              /* classify ran (res valid) */
+    bool ran;                     /* enough learned: Bayes.pm's scan ran (BAYESTC* tags set) */
+    bool usable;                  /* ... and use_bayes_rules: score set 2/3 */
+    bool have_prob;               /* res.prob is a real verdict (BAYES_* may hit) */
+    bool learned;                 /* auto-learned */
+    tamis_bayes_result_t res;
+    tamis_bayes_token_info_t *spammy, *hammy; /* strongest first; token strings in the arena */
+    size_t nspammy, nhammy;
+    uint8_t *used_keys; /* nused 5-byte keys, for the atime touch */
+    size_t nused;
+    const char *autolearn; /* _AUTOLEARN_; NULL = "disabled" */
+} tamis__scan_bayes_t;
+
 struct tamis_scan {
     tamis_arena_t *arena;
     tamis_ruleset_t *rs; /* reference held (NULL in formatting tests) */
@@ -75,6 +93,8 @@ struct tamis_scan {
     time_t now;
     unsigned long boundary_seed;
     double elapsed_ms;
+
+    tamis__scan_bayes_t bayes;
 
     /* inputs of tags that need the message or the rules (filled by scan.c or tests) */
     tamis_rules_relays_t relays;    /* strings "" when unknown */
@@ -130,6 +150,19 @@ const char *tamis__scan_get_report(tamis_scan_t *s);
 int tamis__scan_replace_tags(const tamis_scan_t *s, const char *tmpl, size_t n, tamis_buf_t *out);
 /* _get_added_headers: "X-Spam-Name: value\n" for the spam or ham list, LF line ends. */
 int tamis__scan_added_headers(const tamis_scan_t *s, bool spam, tamis_buf_t *out);
+
+/* ---- bayes.c -------------------------------------------------------------------------------- */
+
+/* Tokenizes and classifies s->msg with o->bayes (if any); sets ro->bayes_available/probability
+ * when BAYES_* rules may hit and s->bayes.usable for the score set. Fails only on ENOMEM; a
+ * store error just leaves Bayes out of this scan. */
+int tamis__scan_bayes_classify(tamis_scan_t *s, const tamis_scan_opts_t *o,
+                               tamis_rules_run_opts_t *ro);
+/* After the verdict: atime touch and auto-learn; sets s->bayes.autolearn. */
+void tamis__scan_bayes_finish(tamis_scan_t *s, const tamis_scan_opts_t *o);
+/* AutoLearnThreshold's decision: 1 spam, 0 ham, -1 no learning. */
+int tamis__scan_autolearn_decide(const tamis_conf_t *c, const tamis_rules_result_t *r,
+                                 bool is_spam);
 
 /* ---- rewrite.c ------------------------------------------------------------------------------ */
 

@@ -312,6 +312,146 @@ static void put_autolearn_score(tamis_buf_t *o, const tamis_scan_t *s)
     tamis_buf_puts(o, num);
 }
 
+/* Bayes.pm's _compute_declassification_distance, by search: how many more learns of the other
+ * class would make the token too weak to count (prob within MIN_PROB_STRENGTH of 0.5). */
+static long declass_distance(const tamis__scan_bayes_t *b, const tamis_bayes_token_info_t *t)
+{
+    uint64_t ns = b->res.nspam, nh = b->res.nham;
+    for (long k = 0; k < 1000000; k++) {
+        uint64_t s = t->spam + (t->prob >= 0.5 ? 0 : (uint64_t)k);
+        uint64_t h = t->ham + (t->prob >= 0.5 ? (uint64_t)k : 0);
+        double p = tamis_bayes_token_prob(s, h, ns, nh, true);
+        if (p < 0 ||
+            (p > 0.5 - TAMIS_BAYES_MIN_PROB_STRENGTH && p < 0.5 + TAMIS_BAYES_MIN_PROB_STRENGTH))
+            return k;
+    }
+    return 1000000;
+}
+
+static void put_digit(tamis_buf_t *o, unsigned long v)
+{
+    if (v > 9)
+        tamis_buf_putc(o, '+');
+    else
+        tamis_buf_printf(o, "%lu", v);
+}
+
+/* _SPAMMYTOKENS(N,format)_ / _HAMMYTOKENS(...)_: bayes_report_make_list, default "5,compact". */
+static void put_token_list(tagctx_t *c, const tamis_bayes_token_info_t *v, size_t n)
+{
+    const tamis__scan_bayes_t *b = &c->s->bayes;
+    tamis_buf_t *o = c->out;
+    long limit = 5;
+    char fmt[32] = "compact";
+    if (c->arg && *c->arg) {
+        limit = strtol(c->arg, NULL, 10);
+        const char *comma = strchr(c->arg, ',');
+        if (comma && comma[1]) {
+            size_t l = strcspn(comma + 1, ",");
+            snprintf(fmt, sizeof fmt, "%.*s", (int)(l < sizeof fmt ? l : sizeof fmt - 1),
+                     comma + 1);
+        }
+    }
+    static const char *const known[] = {"short",  "Short", "compact", "Compact",
+                                        "medium", "long",  "Long"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        ok |= !strcmp(known[i], fmt);
+    if (!ok) {
+        tamis_buf_puts(o,
+                       "Tags must be one of: short, Short, compact, Compact, medium, long, Long");
+        return;
+    }
+    size_t amt = limit > 0 && (size_t)limit < n ? (size_t)limit : (limit > 0 ? n : 0);
+    for (size_t i = 0; i < amt; i++) {
+        const tamis_bayes_token_info_t *t = &v[i];
+        long d = declass_distance(b, t);
+        long age = (long)((c->s->now - (time_t)t->atime) / 86400);
+        unsigned long cnt = (unsigned long)t->spam + t->ham;
+        if (i)
+            tamis_buf_puts(o, ", ");
+        if (!strcmp(fmt, "short")) {
+            tamis_buf_puts(o, t->token);
+        } else if (!strcmp(fmt, "Short")) {
+            tamis_buf_printf(o, "Token: \"%s\"", t->token);
+        } else if (!strcmp(fmt, "compact")) {
+            tamis_buf_printf(o, "%.3f-", t->prob);
+            put_digit(o, (unsigned long)d);
+            tamis_buf_printf(o, "--%s", t->token);
+        } else if (!strcmp(fmt, "Compact")) {
+            tamis_buf_printf(o, "Probability %.3f -declassification distance ", t->prob);
+            put_digit(o, (unsigned long)d);
+            tamis_buf_printf(o, " (\"+\" means > 9) --token: \"%s\"", t->token);
+        } else if (!strcmp(fmt, "medium")) {
+            tamis_buf_printf(o, "%.3f-", t->prob);
+            put_digit(o, (unsigned long)d);
+            tamis_buf_putc(o, '-');
+            put_digit(o, cnt);
+            tamis_buf_printf(o, "--%s", t->token);
+        } else if (!strcmp(fmt, "long")) {
+            tamis_buf_printf(o, "%.3f-%ld--%uh-%us--%ldd--%s", t->prob, d, t->ham, t->spam, age,
+                             t->token);
+        } else {
+            tamis_buf_printf(o,
+                             "Probability %.3f -declassification distance %ld --in %u ham "
+                             "messages -and %u spam messages --%ld} days old--token:\"%s\"",
+                             t->prob, d, t->ham, t->spam, age, t->token);
+        }
+    }
+}
+
+/* Bayes tags (Bayes.pm set_tag); false when Bayes did not run, so they stay as written. */
+static bool bayes_tag(tagctx_t *c, const char *name)
+{
+    const tamis__scan_bayes_t *b = &c->s->bayes;
+    tamis_buf_t *o = c->out;
+    if (!strcmp(name, "TOKENSUMMARY")) {
+        if (!b->ran) {
+            tamis_buf_puts(o, "Bayes not run.");
+            return true;
+        }
+        size_t neutral = b->res.tokens_learned - b->res.spammy - b->res.hammy;
+        tamis_buf_printf(o, "Tokens: new, %zu; hammy, %zu; neutral, %zu; spammy, %zu.",
+                         b->res.tokens_total - b->res.tokens_learned, b->res.hammy, neutral,
+                         b->res.spammy);
+        return true;
+    }
+    if (!strcmp(name, "BAYESSTATUS")) {
+        /* Tamis's own: what keeps Bayes out, or "" once it takes part */
+        if (b->classified && b->res.status == TAMIS_BAYES_NOT_ENOUGH) {
+            const tamis_conf_t *cf = c->s->conf;
+            bool ls = b->res.nspam < cf->bayes_min_spam_num;
+            bool lh = b->res.nham < cf->bayes_min_ham_num;
+            tamis_buf_puts(o, "Bayes: ");
+            if (ls)
+                tamis_buf_printf(o, "%llu/%u spam%s", (unsigned long long)b->res.nspam,
+                                 cf->bayes_min_spam_num, lh ? ", " : "");
+            if (lh)
+                tamis_buf_printf(o, "%llu/%u ham", (unsigned long long)b->res.nham,
+                                 cf->bayes_min_ham_num);
+            tamis_buf_puts(o, " learned");
+        }
+        return true;
+    }
+    if (!b->ran)
+        return false;
+    if (!strcmp(name, "BAYESTC"))
+        tamis_buf_printf(o, "%zu", b->res.tokens_total);
+    else if (!strcmp(name, "BAYESTCLEARNED"))
+        tamis_buf_printf(o, "%zu", b->res.tokens_learned);
+    else if (!strcmp(name, "BAYESTCSPAMMY"))
+        tamis_buf_printf(o, "%zu", b->res.spammy);
+    else if (!strcmp(name, "BAYESTCHAMMY"))
+        tamis_buf_printf(o, "%zu", b->res.hammy);
+    else if (!strcmp(name, "SPAMMYTOKENS"))
+        put_token_list(c, b->spammy, b->nspammy);
+    else if (!strcmp(name, "HAMMYTOKENS"))
+        put_token_list(c, b->hammy, b->nhammy);
+    else
+        return false;
+    return true;
+}
+
 /* Tags exported by rules (named captures), "NAME", "value" pairs. */
 static bool tag_from_rules(tagctx_t *c, const char *name)
 {
@@ -374,14 +514,17 @@ static bool tag_value(tagctx_t *c, const char *name)
     } else if (!strcmp(name, "CONTACTADDRESS")) {
         tamis_buf_puts(o, str_or_empty(s->conf->report_contact));
     } else if (!strcmp(name, "BAYES")) {
-        tamis_buf_puts(o, "0.5"); /* Bayes not run */
+        if (s->bayes.ran && s->bayes.res.status == TAMIS_BAYES_OK)
+            tamis_buf_printf(o, "%3.4f", s->bayes.res.prob);
+        else
+            tamis_buf_puts(o, "0.5"); /* no Bayes score */
     } else if (!strcmp(name, "DATE")) {
         tamis__scan_rfc822_date(tmp, sizeof tmp, s->now);
         tamis_buf_puts(o, tmp);
     } else if (!strcmp(name, "STARS")) {
         put_stars(c);
     } else if (!strcmp(name, "AUTOLEARN")) {
-        tamis_buf_puts(o, "disabled"); /* what SpamAssassin prints with Bayes off */
+        tamis_buf_puts(o, tamis_scan_autolearn(s)); /* get_autolearn_status */
     } else if (!strcmp(name, "AUTOLEARNSCORE")) {
         put_autolearn_score(o, s);
     } else if (!strcmp(name, "TESTS")) {
@@ -427,6 +570,8 @@ static bool tag_value(tagctx_t *c, const char *name)
         return put_relay_revips(o, s->relays.internal);
     } else if (!strcmp(name, "RELAYSEXTERNALREVIP")) {
         return put_relay_revips(o, s->relays.external);
+    } else if (bayes_tag(c, name)) {
+        return true;
     } else {
         return tag_from_rules(c, name);
     }

@@ -327,6 +327,25 @@ def markup(tmp):
               f"{len(sa ^ tm)} differ")
 
 
+def concurrent_growth(tmp):
+    """A writer process grows the map (tiny initial size) while a reader process with a smaller
+    map classifies: the reader adopts the new size and never fails or blocks the writer."""
+    db = os.path.join(tmp, "grow")
+    files = split_list("train-spam.txt", 400) + split_list("train-ham.txt", 200)
+    run([LEARN, "--dbpath", db, "--map-size", "65536", "--spam"] + files[:5])
+    run([LEARN, "--dbpath", db, "--map-size", "65536", "--ham"] + files[-5:])
+    w = subprocess.Popen([LEARN, "--dbpath", db, "--map-size", "65536", "--batch-size", "20",
+                          "--spam"] + files[:400], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    r = run([LEARN, "--dbpath", db, "--map-size", "65536", "--classify"] + files * 2)
+    out = w.communicate()[0]
+    lines = r.stdout.splitlines()
+    check(r.returncode == 0 and len(lines) == 2 * len(files) and w.returncode == 0
+          and "(400 message(s) examined)" in out,
+          f"concurrent reader during map growth: {len(lines)} classifications, writer: "
+          f"{out.strip()}, store {os.path.getsize(os.path.join(db, 'data.mdb')) // 1024} KiB")
+
+
 def accuracy(tmp):
     """Train on the whole train split, classify the test split (printed; loose bounds)."""
     db = os.path.join(tmp, "acc")
@@ -380,6 +399,7 @@ def main():
     try:
         training(tmp)
         durability(tmp)
+        concurrent_growth(tmp)
         accuracy(tmp)
         if have_sa:
             golden_tokens(tmp)

@@ -33,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("TAMIS_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "tools"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import tamis_daemons as td  # noqa: E402
 
 GOAL = 0.99

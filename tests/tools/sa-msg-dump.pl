@@ -10,6 +10,7 @@
 #   T <tag>=<balance>             HTML tags seen and their open-minus-close balance
 #   M <counter>=<value>           MIMEEval counters (_check_attachments)
 #   F <flag>                      message parse flags set (check_msg_parse_flags)
+#   D <Name>: <decoded value>     top-level header fields in order, decoded (get_all_headers)
 # Lines are escaped: "\" → "\\", LF → "\n", CR → "\r". Usage: sa-msg-dump.pl FILE...
 use strict;
 use warnings;
@@ -25,6 +26,7 @@ $sa->init(1);
 
 sub esc {
     my ($s) = @_;
+    utf8::encode($s) if utf8::is_utf8($s);
     $s =~ s/\\/\\\\/g;
     $s =~ s/\n/\\n/g;
     $s =~ s/\r/\\r/g;
@@ -81,6 +83,9 @@ for my $file (@ARGV) {
                   missing_mime_headers truncated_header mime_epilogue_exists
                   mimepart_limit_exceeded)) {
         print "F $f\n" if $msg->{$f};
+    }
+    for my $l ($msg->get_all_headers(0, 0)) {
+        print "D ", esc($l), "\n";
     }
     $pms->finish();
     $msg->finish();

@@ -581,6 +581,36 @@ static void test_classify(void **state)
     assert_int_equal(tamis_bayes_classify(b, th, NULL, &res, err, sizeof err), 0);
     assert_true(res.prob < 0.01);
     assert_int_equal(res.hammy, 5);
+    /* detail: the kept tokens, strongest first, with their counts; touch raises atimes */
+    tamis_bayes_token_info_t *used = NULL;
+    size_t nused = 0;
+    assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
+                     0);
+    assert_int_equal(nused, 5);
+    assert_non_null(used);
+    bool saw_casino = false;
+    for (size_t i = 0; i < nused; i++) {
+        assert_int_equal(used[i].spam, 199);
+        assert_int_equal(used[i].ham, 0);
+        assert_int_equal(used[i].atime, 100);
+        assert_true(used[i].prob > 0.99);
+        saw_casino = saw_casino || strcmp(used[i].token, "casino") == 0;
+    }
+    assert_true(saw_casino);
+    uint8_t keys[5 * TAMIS_BAYES_KEY_LEN];
+    for (size_t i = 0; i < nused; i++)
+        memcpy(keys + i * TAMIS_BAYES_KEY_LEN, used[i].key, TAMIS_BAYES_KEY_LEN);
+    free(used);
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 5000, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 50, err, sizeof err), 0); /* never lowers */
+    assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
+                     0);
+    for (size_t i = 0; i < nused; i++)
+        assert_int_equal(used[i].atime, 5000);
+    free(used);
+    tamis_bayes_magic_t mg;
+    assert_int_equal(tamis_bayes_magic(b, &mg, err, sizeof err), 0);
+    assert_int_equal(mg.newest_atime, 5000);
     /* unknown tokens only: no result */
     tamis_bayes_tokens_t *tu = NULL;
     assert_int_equal(

@@ -5,12 +5,14 @@
  */
 #include "tamis/msg.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -181,20 +183,36 @@ static int dump_file(const char *path)
     char line[256];
     dump_html(m, line, sizeof(line), emit_stdout, NULL);
     dump_mime_flags(m, line, sizeof(line), emit_stdout, NULL);
+    for (size_t i = 0; i < tamis_msg_header_count(m); i++) {
+        const tamis_header_t *h = tamis_msg_header_at(m, i);
+        printf("D %s: ", h->name);
+        put_esc(stdout, h->decoded, strlen(h->decoded));
+        fputs("\\n\n", stdout);
+    }
     tamis_msg_free(m);
     free(data);
     return 0;
 }
 
-/* Parses every file of a split list (paths relative to corpus/data) and reports the mean time. */
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Parses every file of a split list (paths relative to corpus/data), five passes over the files
+ * held in memory, and reports the best pass (the machine is shared, the best pass is the least
+ * disturbed one). */
 static int bench(const char *list)
 {
     FILE *f = fopen(list, "r");
     if (!f)
         return 1;
     char line[1024];
-    double total = 0;
-    size_t n = 0, bytes = 0;
+    size_t n = 0, cap = 0, bytes = 0;
+    char **msgs = NULL;
+    size_t *lens = NULL;
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\n")] = '\0';
         char path[1200];
@@ -203,18 +221,38 @@ static int bench(const char *list)
         size_t len;
         if (tamis_read_file(path, 64u << 20, &data, &len, NULL, 0) < 0)
             continue;
-        double t0 = tamis_now_ms();
-        tamis_msg_t *m;
-        if (tamis_msg_parse(data, len, NULL, &m, NULL, 0) == 0)
-            tamis_msg_free(m);
-        total += tamis_now_ms() - t0;
-        n++;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            msgs = realloc(msgs, cap * sizeof(*msgs));
+            lens = realloc(lens, cap * sizeof(*lens));
+        }
+        msgs[n] = data;
+        lens[n++] = len;
         bytes += len;
-        free(data);
     }
     fclose(f);
-    printf("%zu messages, %zu bytes, %.3f ms total, %.4f ms/message\n", n, bytes, total,
-           n ? total / (double)n : 0);
+    double best = 0, best_cpu = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        double c0 = cpu_ms();
+        double t0 = tamis_now_ms();
+        for (size_t i = 0; i < n; i++) {
+            tamis_msg_t *m;
+            if (tamis_msg_parse(msgs[i], lens[i], NULL, &m, NULL, 0) == 0)
+                tamis_msg_free(m);
+        }
+        double t = tamis_now_ms() - t0, c = cpu_ms() - c0;
+        if (pass == 0 || t < best)
+            best = t;
+        if (pass == 0 || c < best_cpu)
+            best_cpu = c;
+    }
+    printf("%zu messages, %zu bytes, best of 5 passes: wall %.1f ms (%.4f ms/message), "
+           "cpu %.1f ms (%.4f ms/message)\n",
+           n, bytes, best, n ? best / (double)n : 0, best_cpu, n ? best_cpu / (double)n : 0);
+    for (size_t i = 0; i < n; i++)
+        free(msgs[i]);
+    free(msgs);
+    free(lens);
     return 0;
 }
 
@@ -353,6 +391,26 @@ static void test_uris_plain(void **state)
     tamis_msg_free(m);
 }
 
+static void test_dkim_uri(void **state)
+{
+    tamis_msg_t *m = parse_str("DKIM-Signature: v=1; a=rsa-sha256; d=Mail.Example.co.uk; s=sel;\n"
+                               "\tb=abc\nSubject: d\n\nno links\n");
+    bool found = false;
+    for (size_t i = 0; i < tamis_msg_uri_count(m); i++) {
+        const tamis_uri_t *u = tamis_msg_uri_at(m, i);
+        if (u->flags & TAMIS_URI_FROM_DKIM) {
+            assert_string_equal(u->raw, "domainkeys:Mail.Example.co.uk");
+            assert_string_equal(u->host, "mail.example.co.uk");
+            assert_string_equal(u->domain, "example.co.uk");
+            assert_int_equal(u->variant_count, 0);
+            found = true;
+        }
+    }
+    assert_true(found);
+    assert_int_equal(tamis_msg_uri_string_count(m), 0); /* not a uri rule subject */
+    tamis_msg_free(m);
+}
+
 static void test_html_render(void **state)
 {
     tamis_msg_t *m = parse_str(
@@ -426,6 +484,54 @@ static void test_html_stats_fixture(void **state)
     tamis_msg_free(m);
 }
 
+/* Parsing is thread-safe: four threads parse the same messages and must agree with one thread. */
+typedef struct {
+    const char *data;
+    size_t len;
+    size_t lines, uris;
+    int bad;
+} mt_job_t;
+
+static void *mt_worker(void *arg)
+{
+    mt_job_t *j = arg;
+    for (int k = 0; k < 20; k++) {
+        tamis_msg_t *m = NULL;
+        if (tamis_msg_parse(j->data, j->len, NULL, &m, NULL, 0) != 0) {
+            j->bad++;
+            continue;
+        }
+        if (tamis_msg_body_line_count(m) != j->lines || tamis_msg_uri_string_count(m) != j->uris)
+            j->bad++;
+        tamis_msg_free(m);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/corpus/fixtures/msg-html-alt.eml", TAMIS_SOURCE_DIR);
+    char *data;
+    size_t len;
+    assert_int_equal(tamis_read_file(path, 1 << 20, &data, &len, NULL, 0), 0);
+    tamis_msg_t *ref = NULL;
+    assert_int_equal(tamis_msg_parse(data, len, NULL, &ref, NULL, 0), 0);
+    mt_job_t jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (mt_job_t){data, len, tamis_msg_body_line_count(ref),
+                             tamis_msg_uri_string_count(ref), 0};
+        assert_int_equal(pthread_create(&th[i], NULL, mt_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+    tamis_msg_free(ref);
+    free(data);
+}
+
 static void test_limits(void **state)
 {
     tamis_msg_limits_t lim;
@@ -489,9 +595,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_long_line_split),
         cmocka_unit_test(test_multipart_b64_qp),
         cmocka_unit_test(test_uris_plain),
+        cmocka_unit_test(test_dkim_uri),
         cmocka_unit_test(test_html_render),
         cmocka_unit_test(test_received),
         cmocka_unit_test(test_html_stats_fixture),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_malformed_never_fails),
     };

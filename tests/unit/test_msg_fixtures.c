@@ -84,7 +84,15 @@ static const fixture_t fixtures[] = {
      "M mime_ascii_text_illegal=0\n"
      "M mime_text_unicode_ratio=0\n"
      "M mime_attachment=0\n"
-     "M mime_bad_iso_charset=0\n"},
+     "M mime_bad_iso_charset=0\n"
+     "D Received: from unknown (HELO smtp.spammer.example) (203.0.113.9) by mail.example.net wit"
+     "h SMTP; 2 Jan 2024 08:00:00 -0000\\n\n"
+     "D From: \"Deals\" <deals@spammer.example>\\n\n"
+     "D To: victim@example.net\\n\n"
+     "D Subject: Big savings inside\\n\n"
+     "D Date: Tue, 2 Jan 2024 08:00:00 +0000\\n\n"
+     "D MIME-Version: 1.0\\n\n"
+     "D Content-Type: multipart/alternative; boundary=\"b1\"\\n\n"},
     {"msg-plain-qp.eml",
      "L Caf\303\251 meeting tomorrow\\n\n"
      "L Hello,\\n\n"
@@ -114,7 +122,22 @@ static const fixture_t fixtures[] = {
      "M mime_ascii_text_illegal=0\n"
      "M mime_text_unicode_ratio=0\n"
      "M mime_attachment=0\n"
-     "M mime_bad_iso_charset=0\n"},
+     "M mime_bad_iso_charset=0\n"
+     "D Return-Path: <sender@example.org>\\n\n"
+     "D Received: from mail.example.org (mail.example.org [198.51.100.23]) by mx.example.net (Po"
+     "stfix) with ESMTP id 4ABCD12345 for <user@example.net>; Mon, 1 Jan 2024 10:00:00 +0000 (UT"
+     "C)\\n\n"
+     "D Received: from [192.168.1.20] (helo=laptop) by mail.example.org with esmtpsa (Exim 4.96)"
+     " (envelope-from <sender@example.org>) id 1rABCD-000123-EF; Mon, 01 Jan 2024 10:59:59 +0100"
+     "\\n\n"
+     "D From: Andr\303\251 <sender@example.org>\\n\n"
+     "D To: user@example.net\\n\n"
+     "D Subject: Caf\303\251 meeting tomorrow\\n\n"
+     "D Date: Mon, 1 Jan 2024 10:59:59 +0100\\n\n"
+     "D Message-ID: <abc123@example.org>\\n\n"
+     "D MIME-Version: 1.0\\n\n"
+     "D Content-Type: text/plain; charset=iso-8859-1\\n\n"
+     "D Content-Transfer-Encoding: quoted-printable\\n\n"},
     {"msg-received.eml",
      "L relays\\n\n"
      "L Body. \n"
@@ -145,7 +168,28 @@ static const fixture_t fixtures[] = {
      "M mime_ascii_text_illegal=0\n"
      "M mime_text_unicode_ratio=0\n"
      "M mime_attachment=0\n"
-     "M mime_bad_iso_charset=0\n"},
+     "M mime_bad_iso_charset=0\n"
+     "D Received: from mx1.example.net (mx1.example.net [10.1.2.3]) by store.example.net (Postfi"
+     "x) with LMTP id 77777 for <user@example.net>; Thu, 4 Jan 2024 12:00:05 +0000 (UTC)\\n\n"
+     "D Received: from outbound.sender.example (outbound.sender.example [198.51.100.77]) by mx1."
+     "example.net (Postfix) with ESMTPS id 66666 for <user@example.net>; Thu, 4 Jan 2024 12:00:0"
+     "4 +0000 (UTC)\\n\n"
+     "D Received: from EXCH01.corp.sender.example (10.20.30.40) by EXCH02.corp.sender.example (1"
+     "0.20.30.41) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_"
+     "GCM_SHA384) id 15.1.2507.35; Thu, 4 Jan 2024 12:00:03 +0000\\n\n"
+     "D Received: from workstation ([172.16.5.9]) by EXCH01.corp.sender.example with Microsoft S"
+     "MTPSVC(6.0.3790.4675); Thu, 4 Jan 2024 12:00:02 +0000\\n\n"
+     "D Received: (qmail 12345 invoked by uid 89); 4 Jan 2024 12:00:01 -0000\\n\n"
+     "D Received: from unknown (HELO client.example) (user@203.0.113.44) by smtp.sender.example "
+     "with SMTP; 4 Jan 2024 12:00:00 -0000\\n\n"
+     "D Received: from host.isp.example (host.isp.example [203.0.113.45]) (authenticated bits=0)"
+     " by smtp2.sender.example (8.14.4/8.14.4) with ESMTP id q04C00aa012345 for <user@example.ne"
+     "t>; Thu, 4 Jan 2024 11:59:59 GMT\\n\n"
+     "D X-Originating-IP: [203.0.113.200]\\n\n"
+     "D From: someone@sender.example\\n\n"
+     "D To: user@example.net\\n\n"
+     "D Subject: relays\\n\n"
+     "D Message-ID: <r1@sender.example>\\n\n"},
     {"msg-rfc822.eml",
      "L Fwd: note\\n\n"
      "L See the attached message.\\n\n"
@@ -172,7 +216,17 @@ static const fixture_t fixtures[] = {
      "M mime_ascii_text_illegal=0\n"
      "M mime_text_unicode_ratio=0\n"
      "M mime_attachment=0\n"
-     "M mime_bad_iso_charset=0\n"},
+     "M mime_bad_iso_charset=0\n"
+     "D Received: from relay.example.com (relay.example.com [192.0.2.50]) by mx.example.net (8.1"
+     "2.8/8.12.8) with ESMTP id h0ABCDE12345 for <user@example.net>; Wed, 3 Jan 2024 09:00:00 -0"
+     "500\\n\n"
+     "D Received: from localhost (localhost [127.0.0.1]) by relay.example.com (Postfix) with ESM"
+     "TP id 11111 for <user@example.net>; Wed, 3 Jan 2024 08:59:00 -0500\\n\n"
+     "D From: forwarder@example.com\\n\n"
+     "D To: user@example.net\\n\n"
+     "D Subject: Fwd: note\\n\n"
+     "D MIME-Version: 1.0\\n\n"
+     "D Content-Type: multipart/mixed; boundary=\"outer\"\\n\n"},
     {"msg-uris.eml",
      "L links\\n\n"
      "L Plain: http://www.Example.com:80/path\077x=1#frag and https://secure.example.org:443/log"
@@ -222,7 +276,11 @@ static const fixture_t fixtures[] = {
      "M mime_ascii_text_illegal=0\n"
      "M mime_text_unicode_ratio=0\n"
      "M mime_attachment=0\n"
-     "M mime_bad_iso_charset=0\n"},
+     "M mime_bad_iso_charset=0\n"
+     "D From: a@example.com\\n\n"
+     "D To: b@example.net\\n\n"
+     "D Subject: links\\n\n"
+     "D Content-Type: text/plain\\n\n"},
 };
 
 static void put_esc(tamis_buf_t *b, const char *s, size_t n)
@@ -372,6 +430,12 @@ static void dump(const tamis_msg_t *m, tamis_buf_t *b)
     char line[256];
     dump_html(m, line, sizeof(line), emit_buf, b);
     dump_mime_flags(m, line, sizeof(line), emit_buf, b);
+    for (size_t i = 0; i < tamis_msg_header_count(m); i++) {
+        const tamis_header_t *h = tamis_msg_header_at(m, i);
+        tamis_buf_printf(b, "D %s: ", h->name);
+        put_esc(b, h->decoded, strlen(h->decoded));
+        tamis_buf_puts(b, "\\n\n");
+    }
 }
 
 static void test_fixtures(void **state)

@@ -368,7 +368,8 @@ static void test_parse_response(void **state)
     assert_int_equal(r.status_bytes, 19);
     assert_int_equal(tamis_proto_parse_response(rep, strlen(rep), &r), 1);
     assert_int_equal(r.code, 0);
-    assert_true(r.has_spam && r.is_spam);
+    assert_true(r.has_spam && !r.is_spam); /* "Yes" is not "true" for libspamc */
+    assert_string_equal(r.spam_flag, "Yes");
     assert_true(r.score > 15.29 && r.score < 15.31);
     assert_true(r.threshold == 5.0);
     assert_int_equal(r.content_length, 3);
@@ -383,6 +384,255 @@ static void test_parse_response(void **state)
     assert_int_equal(tamis_proto_parse_response("HTTP/1.1 200 OK\r\n\r\n", 19, &r), TAMIS_EPROTO);
     assert_int_equal(tamis_proto_parse_response("SPAMD/1.0 76 Bad header line: x\r\n", 33, &r), 0);
     assert_int_equal(r.code, 76);
+}
+
+/* Parses a NUL-free reply given as a C string. */
+static int parse_str(const char *rep, tamis_proto_response_t *r)
+{
+    return tamis_proto_parse_response(rep, strlen(rep), r);
+}
+
+/* Formats a value as spamc prints it ("%.1f"). */
+static const char *spamc_fmt(double v)
+{
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%.1f", v);
+    return buf;
+}
+
+/* 1. No verdict unless the Spam: line matches libspamc's "Spam: %5s ; %20s / %20s". */
+static void test_response_spam_line(void **state)
+{
+    (void)state;
+    tamis_proto_response_t r;
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: maybe\r\n\r\n", &r), 1);
+    assert_false(r.has_spam);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam:TRUE;7.0/5.0\r\n\r\n", &r), 1);
+    assert_false(r.has_spam); /* %5s swallows "TRUE;", then ";" is missing */
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: Falsey ; 1 / 5\r\n\r\n", &r), 1);
+    assert_false(r.has_spam);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam:TRUE ;7.0 /5.0\r\n\r\n", &r), 1);
+    assert_true(r.has_spam && r.is_spam);
+    /* the last matching line wins; a later line that does not match changes nothing */
+    assert_int_equal(
+        parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.0 / 5.0\r\nSpam: bad\r\n\r\n", &r), 1);
+    assert_true(r.has_spam && r.is_spam);
+    assert_string_equal(spamc_fmt(r.score), "7.0");
+    assert_int_equal(
+        parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.0 / 5.0\r\nSpam: False ; 1 / 2\r\n\r\n", &r),
+        1);
+    assert_true(r.has_spam && !r.is_spam);
+    assert_string_equal(spamc_fmt(r.score), "1.0");
+    assert_string_equal(spamc_fmt(r.threshold), "2.0");
+    /* ... but what spamc -r prints is the last line that said "true" */
+    assert_true(r.has_true_spam);
+    assert_string_equal(spamc_fmt(r.true_score), "7.0");
+    assert_string_equal(spamc_fmt(r.true_threshold), "5.0");
+    /* sscanf stops at a NUL byte, as in libspamc's buffer */
+    static const char nul[] = "SPAMD/1.1 0 EX_OK\r\nSpam: True\0 ; 7.0 / 5.0\r\n\r\n";
+    assert_int_equal(tamis_proto_parse_response(nul, sizeof nul - 1, &r), 1);
+    assert_false(r.has_spam);
+}
+
+/* 2. Only a case-insensitive "true" is spam; the raw flag stays available. */
+static void test_response_spam_flag(void **state)
+{
+    (void)state;
+    tamis_proto_response_t r;
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: tRuE ; 7.0 / 5.0\r\n\r\n", &r), 1);
+    assert_true(r.is_spam && r.has_true_spam);
+    assert_string_equal(r.spam_flag, "tRuE");
+    /* spamd's REPORT_IFSPAM flag: a verdict, but not spam (spamc -r prints no score line) */
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: 4\r\nSpam: Yes ; 7.0 / "
+                               "5.0\r\n\r\nrep\n",
+                               &r),
+                     1);
+    assert_true(r.has_spam);
+    assert_false(r.is_spam);
+    assert_false(r.has_true_spam);
+    assert_string_equal(r.spam_flag, "Yes");
+}
+
+/* 3. libspamc's own number reading: integer part plus fraction, float precision, bounded. */
+static void test_response_score(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *score, *thr, *want_score, *want_thr;
+    } cases[] = {
+        {"nan", "inf", "0.0", "0.0"},
+        {"0x10", "1e3", "0.0", "1.0"},
+        {"-2.05", "5.000000000000001", "-2.0", "5.0"},
+        {"-0.5", "4.96", "-0.5", "5.0"},
+        {"15.3", "5.0", "15.3", "5.0"},
+        /* bounded to 1e10; only 19 characters count and the divisor wraps as libspamc's int */
+        {"99999999999.5", "-1.12345678901234567", "10000000000.0", "-658465.6"},
+        {"-99999999999", "7.", "-10000000000.0", "7.0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char rep[256];
+        snprintf(rep, sizeof rep, "SPAMD/1.1 0 EX_OK\r\nSpam: True ; %s / %s\r\n\r\n",
+                 cases[i].score, cases[i].thr);
+        tamis_proto_response_t r;
+        assert_int_equal(parse_str(rep, &r), 1);
+        assert_true(r.has_spam);
+        assert_string_equal(spamc_fmt(r.score), cases[i].want_score);
+        assert_string_equal(spamc_fmt(r.threshold), cases[i].want_thr);
+    }
+}
+
+/* 4. "Content-length: %d": no space needed, junk ignored, negative kept, -1 told from absent. */
+static void test_response_content_length(void **state)
+{
+    (void)state;
+    tamis_proto_response_t r;
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length:5\r\n\r\nhello", &r), 1);
+    assert_true(r.has_content_length);
+    assert_int_equal(r.content_length, 5);
+    assert_int_equal(
+        parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: 5\r\nContent-length: junk\r\n\r\n", &r), 1);
+    assert_int_equal(r.content_length, 5);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: 5x\r\n\r\n", &r), 1);
+    assert_int_equal(r.content_length, 5);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: junk\r\n\r\n", &r), 1);
+    assert_false(r.has_content_length);
+    assert_int_equal(r.content_length, -1);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 1 / 5\r\n\r\n", &r), 1);
+    assert_false(r.has_content_length);
+    assert_int_equal(r.content_length, -1);
+    /* an explicit negative value is kept (tamisc then fails with EX_PROTOCOL as libspamc does,
+     * except for CHECK and TELL) and is not taken for "absent" */
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: -1\r\n\r\n", &r), 1);
+    assert_true(r.has_content_length);
+    assert_int_equal(r.content_length, -1);
+    assert_int_equal(
+        parse_str("SPAMD/1.1 0 EX_OK\r\nContent-length: 5\r\nContent-length: -7\r\n\r\n", &r), 1);
+    assert_int_equal(r.content_length, -7);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nContent-Length: 5\r\n\r\n", &r), 1);
+    assert_false(r.has_content_length); /* the name is case-sensitive */
+}
+
+/* 5. The status line is "SPAMD/%18s %d %*s" with libspamc's version reading; lines end at 8187
+ * bytes. */
+static void test_response_status_line(void **state)
+{
+    (void)state;
+    tamis_proto_response_t r;
+    assert_int_equal(parse_str("SPAMD/1.5\t0 EX_OK\r\n\r\n", &r), 1);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.version_str, "1.5");
+    assert_int_equal(parse_str("SPAMD/1.5x 1234\r\n", &r), 0);
+    assert_int_equal(r.status_bytes, 17);
+    assert_int_equal(r.code, 1234);
+    assert_string_equal(r.version_str, "1.5x");
+    assert_true(r.version > 1.049 && r.version < 1.051); /* 1 + 5/100: x counts as a place */
+    assert_int_equal(parse_str("SPAMD/ 1.5 -7\r\n", &r), 0);
+    assert_int_equal(r.code, -7);
+    assert_string_equal(r.version_str, "1.5");
+    assert_int_equal(parse_str("SPAMD/1.5 x PONG\r\n", &r), TAMIS_EPROTO);
+    assert_int_equal(r.status_bytes, 0);
+    assert_int_equal(parse_str("SPAMD/0.5 0 PONG\r\n", &r), TAMIS_EPROTO);
+    assert_int_equal(parse_str(" SPAMD/1.5 0 PONG\r\n", &r), TAMIS_EPROTO);
+
+    /* a line of 8187 bytes (LF included) is read; one byte more is EX_TOOBIG, LF or not */
+    size_t max = TAMIS_PROTO_MAX_REPLY_LINE;
+    char *buf = malloc(max + 64);
+    assert_non_null(buf);
+    memset(buf, 'b', max + 64);
+    memcpy(buf, "SPAMD/1.1 0 EX_OK ", 18);
+    buf[max - 2] = '\r';
+    buf[max - 1] = '\n';
+    assert_int_equal(tamis_proto_parse_response(buf, max, &r), 0);
+    assert_int_equal(r.status_bytes, max);
+    buf[max - 2] = 'b';
+    buf[max - 1] = '\r';
+    buf[max] = '\n';
+    assert_int_equal(tamis_proto_parse_response(buf, max + 1, &r), TAMIS_ELIMIT);
+    assert_int_equal(r.status_bytes, 0);
+    assert_int_equal(tamis_proto_parse_response(buf, max - 1, &r), 0); /* may still end */
+    assert_int_equal(tamis_proto_parse_response(buf, max, &r), TAMIS_ELIMIT);
+    free(buf);
+}
+
+/* 6. A header line too long after a valid status line: ELIMIT, status_bytes stays set. */
+static void test_response_long_header(void **state)
+{
+    (void)state;
+    size_t pad = 9000;
+    char *buf = malloc(pad + 64);
+    assert_non_null(buf);
+    int h = snprintf(buf, 64, "SPAMD/1.5 0 PONG\r\nX-Pad: ");
+    memset(buf + h, 'a', pad);
+    memcpy(buf + h + pad, "\r\n\r\n", 4);
+    tamis_proto_response_t r;
+    assert_int_equal(tamis_proto_parse_response(buf, (size_t)h + pad + 4, &r), TAMIS_ELIMIT);
+    assert_int_equal(r.status_bytes, 18);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.version_str, "1.5");
+    assert_int_equal(r.header_bytes, 0);
+    free(buf);
+}
+
+/* DidSet/DidRemove: "%14s", or-ed over the lines. */
+static void test_response_did(void **state)
+{
+    (void)state;
+    tamis_proto_response_t r;
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nDidSet: local, remote\r\n\r\n\r\n", &r), 1);
+    assert_int_equal(r.did_set, TAMIS_TELL_LOCAL);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nDidSet:local,remote\r\n\r\n", &r), 1);
+    assert_int_equal(r.did_set, TAMIS_TELL_LOCAL | TAMIS_TELL_REMOTE);
+    assert_int_equal(parse_str("SPAMD/1.1 0 EX_OK\r\nDidSet: xxxxxxxxxlocal,remote\r\n\r\n", &r),
+                     1);
+    assert_int_equal(r.did_set, TAMIS_TELL_LOCAL); /* "remote" is past the 14th character */
+    assert_int_equal(
+        parse_str("SPAMD/1.1 0 EX_OK\r\nDidRemove: remote\r\nDidRemove: local\r\n\r\n", &r), 1);
+    assert_int_equal(r.did_remove, TAMIS_TELL_LOCAL | TAMIS_TELL_REMOTE);
+    assert_int_equal(r.did_set, 0);
+}
+
+static void expect_request(const tamis_proto_request_t *req, const char *want)
+{
+    tamis_buf_t out;
+    tamis_buf_init(&out, 0);
+    assert_int_equal(tamis_proto_build_request(&out, req), 0);
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    tamis_buf_free(&out);
+}
+
+/* The request heads libspamc 4.0.1 sends (test_tamisc.py checks tamisc's against spamc's). */
+static void test_build_request(void **state)
+{
+    (void)state;
+    expect_request(
+        &(tamis_proto_request_t){.verb = TAMIS_VERB_PROCESS, .user = "bob", .body_len = 42},
+        "PROCESS SPAMC/1.5\r\nUser: bob\r\nContent-length: 42\r\n\r\n");
+    expect_request(
+        &(tamis_proto_request_t){.verb = TAMIS_VERB_CHECK, .compress = true, .body_len = 7},
+        "CHECK SPAMC/1.5\r\nCompress: zlib\r\nContent-length: 7\r\n\r\n");
+    expect_request(&(tamis_proto_request_t){.verb = TAMIS_VERB_PING, .user = "bob", .body_len = 9},
+                   "PING SPAMC/1.5\r\n\r\n");
+    expect_request(&(tamis_proto_request_t){.verb = TAMIS_VERB_TELL,
+                                            .user = "bob",
+                                            .compress = true,
+                                            .message_class = "ham",
+                                            .set = TAMIS_TELL_LOCAL,
+                                            .remove = TAMIS_TELL_REMOTE,
+                                            .body_len = 3},
+                   "TELL SPAMC/1.5\r\nMessage-class: ham\r\nSet: local\r\nRemove: remote\r\nUser: "
+                   "bob\r\nContent-length: 3\r\n\r\n");
+    expect_request(&(tamis_proto_request_t){.verb = TAMIS_VERB_TELL,
+                                            .set = TAMIS_TELL_LOCAL | TAMIS_TELL_REMOTE,
+                                            .message_class = "spam"},
+                   "TELL SPAMC/1.5\r\nMessage-class: spam\r\nSet: local,remote\r\nContent-length: "
+                   "0\r\n\r\n");
+    tamis_buf_t out;
+    tamis_buf_init(&out, 0);
+    assert_int_equal(
+        tamis_proto_build_request(&out, &(tamis_proto_request_t){.verb = TAMIS_VERB_SKIP}),
+        TAMIS_EINVAL);
+    tamis_buf_free(&out);
 }
 
 int main(void)
@@ -400,6 +650,14 @@ int main(void)
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_parse_response),
+        cmocka_unit_test(test_response_spam_line),
+        cmocka_unit_test(test_response_spam_flag),
+        cmocka_unit_test(test_response_score),
+        cmocka_unit_test(test_response_content_length),
+        cmocka_unit_test(test_response_status_line),
+        cmocka_unit_test(test_response_long_header),
+        cmocka_unit_test(test_response_did),
+        cmocka_unit_test(test_build_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

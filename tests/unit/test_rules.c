@@ -141,6 +141,7 @@ static void test_meta_and_subrules(void **state)
                                     "body CNT /viagra/\n"
                                     "tflags CNT multiple\n"
                                     "meta M_CNT CNT > 2\n"
+                                    "meta M_BAD (__A && __A && __C\n"
                                     "meta M_CYC1 M_CYC2\n"
                                     "meta M_CYC2 M_CYC1\n",
                                     NULL);
@@ -157,6 +158,7 @@ static void test_meta_and_subrules(void **state)
     assert_float_equal(hit_value(&r, "CNT"), 4, 0); /* 1 + 3 matches on two lines */
     assert_true(hit(&r, "M_CNT"));
     assert_false(hit(&r, "M_CYC1"));
+    assert_false(hit(&r, "M_BAD")); /* fuzz regression: dropped without leaking */
     /* sub-rules are not scored hits */
     for (size_t i = 0; i < r.res.hit_count; i++)
         assert_true(strncmp(r.res.hits[i].name, "__", 2) != 0);
@@ -638,6 +640,34 @@ static void test_time_limit(void **state)
     tamis_rules_unref(rs);
 }
 
+/* PerMsgStatus::_get_autolearn_points: metas split by their dependencies' types (each
+ * occurrence counts), noautolearn/userconf excluded, autolearn_body overrides the type. */
+static void test_autolearn_points(void **state)
+{
+    (void)state;
+    tamis_ruleset_t *rs = load_text("header H Subject =~ /pills/\n"
+                                    "score H 2\n"
+                                    "body B /viagra/\n"
+                                    "score B 1\n"
+                                    "meta M H && (H || B)\n"
+                                    "score M 3\n"
+                                    "header NOAL Subject =~ /Cheap/\n"
+                                    "score NOAL 5\n"
+                                    "tflags NOAL noautolearn\n"
+                                    "header FORCEB From =~ /Joe/\n"
+                                    "score FORCEB 0.5\n"
+                                    "tflags FORCEB autolearn_body\n",
+                                    NULL);
+    run_t r;
+    run_msg(rs, MSG1, 0, &r);
+    assert_float_equal(r.res.score, 2 + 1 + 3 + 5 + 0.5, 1e-9);
+    assert_float_equal(r.res.autolearn_points_head, 2 + 2, 1e-9);
+    assert_float_equal(r.res.autolearn_points_body, 1 + 1 + 0.5, 1e-9);
+    assert_float_equal(r.res.autolearn_points, 2 + 1 + 3 + 0.5, 1e-9);
+    run_done(&r);
+    tamis_rules_unref(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_files_and_order),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_time_limit),
+        cmocka_unit_test(test_autolearn_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

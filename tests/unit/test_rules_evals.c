@@ -449,7 +449,7 @@ static const char relays_pl[] =
     "  userprefs_filename => '/dev/null', post_config_text => ($ENV{EXTRA_CF} // '') });\n"
     "$sa->init(0);\n"
     "while (my $f = <STDIN>) { chomp $f;\n"
-    "  open my $fh, '<', $f or die; local $/; my $data = <$fh>; close $fh;\n"
+    "  open my $fh, '<', $f or die; my $data = do { local $/; <$fh> }; close $fh;\n"
     "  my $msg = $sa->parse($data);\n"
     "  my $pms = Mail::SpamAssassin::PerMsgStatus->new($sa, $msg);\n"
     "  $pms->extract_message_metadata();\n"
@@ -471,7 +471,7 @@ static const char hits_pl[] =
     "      print join(\"\\x1f\", 'RULE', $name, $kind, $score, $fn, @{$args || []}), \"\\n\";\n"
     "} } }\n"
     "while (my $f = <STDIN>) { chomp $f;\n"
-    "  open my $fh, '<', $f or die; local $/; my $data = <$fh>; close $fh;\n"
+    "  open my $fh, '<', $f or die; my $data = do { local $/; <$fh> }; close $fh;\n"
     "  my $msg = $sa->parse($data); my $pms = $sa->check($msg);\n"
     "  print \"FILE $f\\n\";\n"
     "  print 'HITS ', join(' ', @{$pms->{test_names_hit}}, @{$pms->{subtest_names_hit}}), "
@@ -560,7 +560,7 @@ static size_t sample(char **files)
 {
     /* TAMIS_EVALS_SAMPLE=N widens the corpus sample for a manual, longer comparison */
     const char *env = getenv("TAMIS_EVALS_SAMPLE");
-    size_t per = env && atoi(env) > 0 ? (size_t)atoi(env) : 40;
+    size_t per = env && atoi(env) > 0 ? (size_t)atoi(env) : 25;
     if (per > 1000)
         per = 1000;
     size_t n = corpus_files("test-ham.txt", per, files);
