@@ -13,6 +13,7 @@
 #include "tamis/scan.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -32,7 +33,20 @@ int tamisd_rules_load(const tamisd_opts_t *o, tamis_ruleset_t **out, tamis_diag_
     src.site_rules_dir = o->siteconfigpath;
     src.extra_lines = o->cf;
     src.extra_line_count = o->cf_count;
+    /* Compiling the prefilter databases of a large rule set takes seconds; they are kept under
+     * <state>/cache, keyed by the rule set, so restarts and unchanged reloads are fast. Without a
+     * writable folder the load still works, only slower. */
+    char cache[PATH_MAX];
+    snprintf(cache, sizeof cache, "%s/cache", tamisd_state_dir(o));
+    if (mkdir(tamisd_state_dir(o), 0755) == 0 || errno == EEXIST)
+        if (mkdir(cache, 0700) == 0 || errno == EEXIST)
+            src.cache_dir = cache;
     return tamis_rules_load(&src, out, diag, err, errlen);
+}
+
+const char *tamisd_state_dir(const tamisd_opts_t *o)
+{
+    return o->state_dir ? o->state_dir : TAMIS_DEFAULT_STATE_DIR;
 }
 
 static void print_diag(const tamis_diag_t *diag)

@@ -32,6 +32,7 @@ enum {
     OPT_NO_ADD_HEADERS,
     OPT_TIMEOUT_MTA,
     OPT_BAYES_PATH,
+    OPT_STATE_DIR,
 };
 
 static const struct option long_opts[] = {
@@ -56,7 +57,7 @@ static const struct option long_opts[] = {
     {"nouser-config", no_argument, NULL, 'x'},
     {"allow-tell", no_argument, NULL, 'l'},
     {"bayes-path", required_argument, NULL, OPT_BAYES_PATH},
-    {"state-dir", required_argument, NULL, OPT_BAYES_PATH},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
     {"lint", no_argument, NULL, OPT_LINT},
     {"test", no_argument, NULL, OPT_TEST},
     {"ipv4-only", no_argument, NULL, '4'},
@@ -105,8 +106,10 @@ static void usage(FILE *f)
         "      --cf 'line'           extra configuration line (repeatable)\n"
         "  -L, --local               no network tests\n"
         "  -l, --allow-tell          accept TELL: spamc -L spam|ham|forget learns locally\n"
-        "      --bayes-path dir      Bayes store folder (alias --state-dir; default\n"
-        "                            " TAMIS_DEFAULT_STATE_DIR "/bayes; none with use_bayes 0)\n"
+        "      --state-dir dir       state folder: Bayes store in bayes/, compiled-rule cache\n"
+        "                            in cache/ (default " TAMIS_DEFAULT_STATE_DIR ")\n"
+        "      --bayes-path dir      Bayes store folder (default <state-dir>/bayes; none with\n"
+        "                            use_bayes 0)\n"
         "  -D, --debug               debug log\n"
         "  -s, --syslog facility     syslog facility, 'stderr', or a file path\n"
         "      --timeout-tcp s       reading the request line (default 30, 0 = none)\n"
@@ -324,6 +327,9 @@ static int one_opt(tamisd_opts_t *o, int c, char *arg)
         return 0;
     case OPT_BAYES_PATH:
         o->bayes_path = arg;
+        return 0;
+    case OPT_STATE_DIR:
+        o->state_dir = arg;
         return 0;
     case OPT_LINT:
         o->lint = true;

@@ -52,8 +52,8 @@ typedef struct {
     bool local;                  /* -L */
     bool debug;                  /* -D */
     bool allow_tell;             /* -l */
-    const char *bayes_path; /* --bayes-path / --state-dir: Bayes environment folder
-                               (default TAMIS_DEFAULT_STATE_DIR "/bayes") */
+    const char *state_dir;       /* --state-dir: holds bayes/ and cache/ (default compiled in) */
+    const char *bayes_path;      /* --bayes-path: Bayes store folder (default <state>/bayes) */
     const char *syslog_facility; /* -s */
     unsigned timeout_tcp;        /* seconds, 0 = none */
     unsigned timeout_child;
@@ -122,6 +122,8 @@ int tamisd_listen_all(const tamisd_opts_t *o, tamisd_listener_t *out, size_t max
 /* ---- rules ----------------------------------------------------------------------------------- */
 
 /* Loads the rule set the options name. Diagnostics go to diag (may be NULL). */
+/* The state folder: --state-dir, or the compiled-in default. Never NULL. */
+const char *tamisd_state_dir(const tamisd_opts_t *o);
 int tamisd_rules_load(const tamisd_opts_t *o, tamis_ruleset_t **out, tamis_diag_t *diag, char *err,
                       size_t errlen);
 /* Logs diag entries at level >= min with file:line. Returns the number of ERROR entries. */
@@ -208,8 +210,7 @@ void tamisd_scan_run(tamisd_scan_t *j);
  * Bayes store at o->bayes_path (or the default) unless the rules say use_bayes 0; scans and TELL
  * use it from then on, one handle per worker thread and user. Returns 0, or a negative TAMIS_E*
  * (err set: Bayes stays off, the daemon runs on). */
-int tamisd_bayes_start(const tamisd_opts_t *o, const tamis_ruleset_t *rs, char *err,
-                       size_t errlen);
+int tamisd_bayes_start(const tamisd_opts_t *o, const tamis_ruleset_t *rs, char *err, size_t errlen);
 /* Frees the buffers of j (not j itself). */
 void tamisd_scan_clear(tamisd_scan_t *j);
 

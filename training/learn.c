@@ -6,7 +6,6 @@
  * (--batch-size, default 1000), so a kill leaves the store at the last committed batch. One bad
  * message is reported on stderr and skipped; it never stops the run.
  */
-#include "markup.h"
 #include "tamis/bayes.h"
 #include "tamis/msg.h"
 
@@ -138,7 +137,7 @@ static int parse_for_learning(const char *data, size_t len, tamis_msg_t **out, c
         const tamis_header_t *ct = tamis_msg_header_last(m, "Content-Type");
         size_t clen = 0;
         char *clean =
-            tamis__learn_remove_markup(data, len, ct && ct->decoded ? ct->decoded : "", &clen);
+            tamis_bayes_remove_markup(data, len, ct && ct->decoded ? ct->decoded : "", &clen);
         tamis_msg_t *m2 = NULL;
         if (clean && tamis_msg_parse(clean, clen, NULL, &m2, err, errlen) == 0) {
             tamis_msg_free(m);

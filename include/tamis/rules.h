@@ -9,9 +9,14 @@
  * file named explicitly, allocation failure) make the load fail.
  *
  * A compiled rule set is immutable and reference-counted: a reload builds a new one and swaps it,
- * scans in flight keep theirs. Running needs per-thread scratch (PCRE2 match data, JIT stack),
- * which the run call keeps in thread-local storage, so any number of threads may run the same
- * set at once.
+ * scans in flight keep theirs. Running needs per-thread scratch (PCRE2 match data, JIT stack,
+ * Vectorscan scratch), which the run call keeps in thread-local storage, so any number of threads
+ * may run the same set at once.
+ *
+ * With Vectorscan (TAMIS_HAVE_HS) the header, body, rawbody, full and uri regexes are also
+ * compiled into multi-pattern databases that find the candidate rules of a message in one pass;
+ * PCRE2 confirms the candidates, so hits are those of PCRE2 alone (docs/speed.md). Compiling the
+ * stock databases takes seconds: give cache_dir to keep them on disk between loads.
  *
  * Ownership: tamis_rules_load() returns a set with one reference; tamis_rules_unref() drops it.
  * Hit results live in the arena passed to tamis_rules_run().

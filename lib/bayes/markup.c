@@ -1,11 +1,10 @@
 /*
- * Removal of SpamAssassin/Tamis markup before learning (shared by tamisd TELL; training/markup.c
- * is the same code for tamis-learn and can switch to this one), as sa-learn does for messages carrying
- * X-Spam-Checker-Version (Mail::SpamAssassin::remove_spamassassin_markup): a report_safe wrapper
- * gives back the original message; otherwise X-Spam-Prev-* headers are restored, other X-Spam-*
- * headers are removed. Learning the wrapper instead would give
- * other tokens and another message id than sa-learn.
- * Not done: undoing a configured rewrite_header Subject tag (tamis-learn reads no .cf files) and
+ * Removal of SpamAssassin/Tamis markup before learning (shared by tamisd TELL and tamis-learn),
+ * as sa-learn does for messages carrying X-Spam-Checker-Version
+ * (Mail::SpamAssassin::remove_spamassassin_markup): a report_safe wrapper gives back the original
+ * message; otherwise X-Spam-Prev-* headers are restored, other X-Spam-* headers are removed.
+ * Learning the wrapper instead would give other tokens and another message id than sa-learn. Not
+ * done: undoing a configured rewrite_header Subject tag (tamis-learn reads no .cf files) and
  * the 2.4x "SPAM: ----" body reports.
  */
 #include "tamis/bayes.h"

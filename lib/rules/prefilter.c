@@ -2,7 +2,7 @@
  * Multi-pattern prefilter (architecture.md, Rules): the regexes of a rule set are compiled into
  * Vectorscan databases, one per group of rules that read the same texts: body (each line), rawbody
  * (each chunk), uri (each URI string), full (the pristine message) and one per header expression
- * with at least MIN_HEADER_GROUP rules. One scan of a group's texts marks its candidate rules;
+ * with rules. One scan of a group's texts marks its candidate rules;
  * PCRE2 then runs only the candidates, with the exact semantics it always had. Hits cannot change:
  * Vectorscan runs each pattern in exact mode when it supports it and in prefilter mode otherwise,
  * and both report a match wherever PCRE2 finds one (prefilter mode reports a superset).
@@ -14,9 +14,10 @@
  * message) and what Vectorscan rejects (the 32-bit fallback's huge patterns among them).
  *
  * Compile cache: compiling the stock set takes seconds, so the databases are serialized to
- * cache_dir/prefilter-<key>.hsdb, key = hash of the Vectorscan version and every group's rule
- * indexes, pattern texts and flags. A file that does not verify (magic, size, checksum, the groups
- * of this set, deserialization) is rebuilt; writes go to a temporary file renamed into place.
+ * cache_dir/prefilter-<key>.hsdb, key = hash of the Vectorscan version, the CPU features it
+ * targets, and every group's rule indexes, pattern texts and flags. A file that does not verify
+ * (magic, size, checksum, the groups of this set, deserialization) is rebuilt; writes go to a
+ * temporary file renamed into place.
  *
  * Threads: the prefilter is immutable after tamis__pf_build. Scratch space is per thread (thread-
  * specific data), cloned from the set's prototype scratch; a thread that meets another set
@@ -77,11 +78,12 @@ int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(con
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MIN_HEADER_GROUP 2       /* rules sharing a header expression to get a database */
+#define MAX_BOUND 64             /* larger {m,n} bounds become {m,} in the database */
+#define BIG_PATTERN 2800         /* pattern bytes above which one is test-compiled alone */
 #define MAX_COMPILE_RETRIES 200  /* patterns dropped one by one after a failed multi-compile */
 #define MAX_CACHE (512u << 20)   /* bytes of one cache file */
 #define CACHE_MAGIC "TAMISPF1"   /* format version of the cache file */
-#define FORMAT_SALT "tamis-pf-2" /* changes whenever the rules for inclusion change */
+#define FORMAT_SALT "tamis-pf-5" /* changes whenever the rules for inclusion change */
 
 typedef struct {
     tamis_rule_type_t type;
@@ -132,26 +134,106 @@ static bool unsafe_pattern(const char *p, uint32_t flags)
         return true;
     bool ci = caseless_somewhere(p, flags);
     for (const unsigned char *s = (const unsigned char *)p; *s; s++) {
-        if (*s >= 0x80 && ci)
-            return true;
         if (*s != '\\')
             continue;
         s++;
         if (!*s)
             return true;
-        if (strchr("vhVHRNXCKGQEpPgkLlUu", *s))
+        if (strchr("vhVHRNXCKGQEpPgkLlUuco", *s))
             return true;
-        if (*s == 'x' && ci) { /* \xHH or \x{...} naming a byte >= 0x80 */
-            if (s[1] == '{')
-                return true;
-            int hi = hexval((char)s[1]);
-            if (hi >= 8)
-                return true;
-        }
-        if (*s == 'o' || (*s >= '0' && *s <= '3' && ci)) /* octal may name a high byte */
+        if (*s >= '0' && *s <= '3' && ci && s[1] >= '0' && s[1] <= '7') /* octal: a high byte? */
             return true;
     }
     return false;
+}
+
+static bool add(tamis_buf_t *b, const char *s)
+{
+    tamis_buf_puts(b, s);
+    return !b->err;
+}
+
+/* The byte value of a \xHH or \x{HH} escape at p (p[0] = '\\', p[1] = 'x'), and its length. */
+static int hex_escape(const char *p, size_t *len)
+{
+    int v = 0;
+    size_t i = 2;
+    if (p[2] == '{') {
+        for (i = 3; hexval(p[i]) >= 0 && v < 0x1000; i++)
+            v = v * 16 + hexval(p[i]);
+        if (p[i] != '}')
+            return -1;
+        *len = i + 1;
+        return v;
+    }
+    for (; i < 4 && hexval(p[i]) >= 0; i++)
+        v = v * 16 + hexval(p[i]);
+    *len = i;
+    return v;
+}
+
+/*
+ * Caseless patterns: PCRE2 folds Latin-1 letters (0xC0-0xDE <-> 0xE0-0xFE) like Perl's /aa,
+ * Vectorscan folds ASCII only. The database's copy therefore matches any byte >= 0x80 wherever
+ * the pattern names one: outside a class the byte becomes [\x80-\xff], a class naming one gets the
+ * whole range added (a negated class already lets the other case through). A superset, which
+ * PCRE2 narrows down. Returns a malloc'ed string, or NULL on allocation failure.
+ */
+static char *widen_high_bytes(const char *p)
+{
+    tamis_buf_t b;
+    tamis_buf_init(&b, TAMIS__MAX_PATTERN * 4);
+    bool in_class = false, negated = false, high = false;
+    for (const char *r = p; *r && !b.err;) {
+        bool is_high = (unsigned char)*r >= 0x80;
+        size_t len = 1;
+        if (*r == '\\' && r[1] == 'x') {
+            int v = hex_escape(r, &len);
+            is_high = v >= 0x80;
+        } else if (*r == '\\' && r[1]) {
+            len = 2;
+        }
+        if (!in_class && *r == '[') {
+            in_class = true;
+            high = false;
+            tamis_buf_putc(&b, *r++);
+            negated = *r == '^';
+            if (negated)
+                tamis_buf_putc(&b, *r++);
+            if (*r == ']')
+                tamis_buf_putc(&b, *r++);
+            continue;
+        }
+        if (in_class && *r == '[' && r[1] == ':') {
+            const char *e = strstr(r + 2, ":]");
+            if (e) {
+                tamis_buf_append(&b, r, (size_t)(e + 2 - r));
+                r = e + 2;
+                continue;
+            }
+        }
+        if (in_class && *r == ']') {
+            if (high && !negated)
+                add(&b, "\\x80-\\xff");
+            in_class = false;
+            tamis_buf_putc(&b, *r++);
+            continue;
+        }
+        if (is_high && !in_class) {
+            add(&b, "[\\x80-\\xff]");
+        } else {
+            high |= is_high;
+            tamis_buf_append(&b, r, len);
+        }
+        r += len;
+    }
+    if (b.err) {
+        tamis_buf_free(&b);
+        return NULL;
+    }
+    size_t n;
+    char *out = tamis_buf_steal(&b, &n);
+    return out ? out : strdup("");
 }
 
 /*
@@ -196,6 +278,61 @@ static void drop_end_anchors(char *p)
         else if (!in_class && *r == '$') {
             r++;
             continue;
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+}
+
+/*
+ * Large bounded repeats (<a\s[^>]{0,2048}…) make Vectorscan's compile take many seconds; the
+ * database gets X{m,} for X{m,n} with n > MAX_BOUND, again only a wider pattern. In place.
+ */
+static void relax_bounds(char *p)
+{
+    char *w = p;
+    bool in_class = false;
+    for (char *r = p; *r;) {
+        if (*r == '\\' && r[1]) {
+            *w++ = *r++;
+            *w++ = *r++;
+            continue;
+        }
+        if (!in_class && *r == '[') {
+            in_class = true;
+            *w++ = *r++;
+            if (*r == '^')
+                *w++ = *r++;
+            if (*r == ']')
+                *w++ = *r++;
+            continue;
+        }
+        if (in_class && *r == '[' && r[1] == ':') {
+            char *e = strstr(r + 2, ":]");
+            if (e) {
+                while (r < e + 2)
+                    *w++ = *r++;
+                continue;
+            }
+        }
+        if (in_class && *r == ']')
+            in_class = false;
+        if (!in_class && *r == '{') {
+            char *q = r + 1, *comma, *end;
+            while (*q >= '0' && *q <= '9')
+                q++;
+            comma = q;
+            if (q > r + 1 && *comma == ',') {
+                q++;
+                long hi = strtol(q, &end, 10);
+                if (end > q && *end == '}' && hi > MAX_BOUND) {
+                    while (r <= comma)
+                        *w++ = *r++;
+                    *w++ = '}';
+                    r = end + 1;
+                    continue;
+                }
+            }
         }
         *w++ = *r++;
     }
@@ -337,6 +474,20 @@ static void put_u64(tamis_buf_t *b, uint64_t v)
     put(b, &v, sizeof(v));
 }
 
+/* Creates dir and its missing parents (errors show up when the file is written). */
+static void mkdir_p(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0700);
+            *s = '/';
+        }
+    mkdir(p, 0700);
+}
+
 /* Writes the cache atomically (temporary file, fsync, rename). Failures only cost a rebuild. */
 static void cache_write(const char *dir, const char *path, const tamis__prefilter_t *pf,
                         tamis_diag_t *diag)
@@ -365,7 +516,7 @@ static void cache_write(const char *dir, const char *path, const tamis__prefilte
         tamis_buf_free(&b);
         return;
     }
-    mkdir(dir, 0700); /* an existing folder is fine */
+    mkdir_p(dir);
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -395,6 +546,27 @@ static void cache_write(const char *dir, const char *path, const tamis__prefilte
 /* Compiles one group; a pattern Vectorscan rejects leaves the group (PCRE2 keeps running it). */
 static int compile_group(group_t *gr, item_t *items, size_t n, tamis_diag_t *diag)
 {
+    /* exact mode where Vectorscan supports the pattern, else prefilter mode, else PCRE2 alone;
+     * a pattern that may match "" stays with PCRE2 too (edge cases differ at the ends) */
+    for (size_t i = 0; i < n; i++) {
+        hs_expr_info_t *info = NULL;
+        hs_compile_error_t *ce = NULL;
+        bool ok = hs_expression_info(items[i].src, items[i].flags, &info, &ce) == HS_SUCCESS;
+        if (!ok) {
+            hs_free_compile_error(ce);
+            ce = NULL;
+            items[i].flags |= HS_FLAG_PREFILTER;
+            ok = hs_expression_info(items[i].src, items[i].flags, &info, &ce) == HS_SUCCESS;
+        }
+        hs_free_compile_error(ce);
+        ok = ok && info->min_width > 0;
+        free(info);
+        if (!ok) {
+            item_t t = items[i];
+            items[i--] = items[--n];
+            items[n] = t;
+        }
+    }
     const char **exprs = malloc((n ? n : 1) * sizeof(*exprs));
     unsigned *flags = malloc((n ? n : 1) * sizeof(*flags));
     unsigned *ids = malloc((n ? n : 1) * sizeof(*ids));
@@ -423,7 +595,9 @@ static int compile_group(group_t *gr, item_t *items, size_t n, tamis_diag_t *dia
             break;
         }
         hs_free_compile_error(ce);
-        items[bad] = items[--n]; /* drop it; its rule stays with PCRE2 */
+        item_t t = items[bad]; /* drop it (to the end, freed by the caller): PCRE2 keeps it */
+        items[bad] = items[--n];
+        items[n] = t;
     }
     free(exprs);
     free(flags);
@@ -474,7 +648,7 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
     for (size_t i = 0; i < rs->nrules; i++) {
         tamis__rule_t *r = rs->rules[i];
         if (r->kind != TAMIS__K_REGEX || r->dropped || !groupable_type(r->type) ||
-            r->has_template || !r->re || never_runs(r) || !r->pattern ||
+            r->has_template || (!r->re && !r->re32) || never_runs(r) || !r->pattern ||
             unsafe_pattern(r->pattern, r->re_flags))
             continue;
         char *src = tamis__regex_source(r->pattern);
@@ -484,25 +658,21 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
             return TAMIS_ENOMEM;
         }
         drop_end_anchors(src);
-        unsigned f = hs_flags_of(r->re_flags);
-        hs_expr_info_t *info = NULL;
-        hs_compile_error_t *ce = NULL;
-        if (hs_expression_info(src, f, &info, &ce) != HS_SUCCESS) {
-            hs_free_compile_error(ce);
-            ce = NULL;
-            f |= HS_FLAG_PREFILTER;
-            if (hs_expression_info(src, f, &info, &ce) != HS_SUCCESS) {
-                hs_free_compile_error(ce);
-                free(src);
-                continue;
+        relax_bounds(src);
+        if (caseless_somewhere(src, r->re_flags)) {
+            char *w = widen_high_bytes(src);
+            free(src);
+            if (!(src = w)) {
+                free(items);
+                free(hdrs);
+                return TAMIS_ENOMEM;
             }
         }
-        bool empty = info->min_width == 0; /* may match "" (edge cases differ at the ends) */
-        free(info);
-        if (empty) {
+        if (strlen(src) > BIG_PATTERN) { /* slow to compile, often too large: PCRE2's */
             free(src);
             continue;
         }
+        unsigned f = hs_flags_of(r->re_flags);
         items[n].rule = (int)i;
         items[n].src = src;
         items[n].flags = f;
@@ -579,6 +749,11 @@ int tamis__pf_build(tamis_ruleset_t *rs, const char *cache_dir, tamis_diag_t *di
     uint64_t key = 1469598103934665603ull;
     key = fnv(key, FORMAT_SALT, sizeof(FORMAT_SALT));
     key = fnv(key, hs_version(), strlen(hs_version()));
+    hs_platform_info_t plat; /* a database built for other CPU features does not load here */
+    if (hs_populate_platform(&plat) == HS_SUCCESS) {
+        key = fnv(key, &plat.tune, sizeof(plat.tune));
+        key = fnv(key, &plat.cpu_features, sizeof(plat.cpu_features));
+    }
     for (size_t i = 0; i < n; i++) {
         const tamis__rule_t *r = rs->rules[items[i].rule];
         key = fnv(key, &items[i].group, sizeof(items[i].group));
