@@ -141,7 +141,8 @@ size_t tamis_diag_count_level(const tamis_diag_t *d, tamis_diag_level_t level);
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
-/* Reads a whole file into a malloc'ed, NUL-terminated buffer (caller frees). max bounds the size. */
+/* Reads a whole file into a malloc'ed, NUL-terminated buffer (caller frees). max bounds the size.
+ */
 int tamis_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
                     size_t errlen);
 /* Monotonic clock in milliseconds (for timing and budgets). */

@@ -374,8 +374,7 @@ size_t tamis_diag_count_level(const tamis_diag_t *d, tamis_diag_level_t level)
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-int tamis_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
-                    size_t errlen)
+int tamis_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");

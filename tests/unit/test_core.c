@@ -100,9 +100,9 @@ static void test_read_file_limits(void **state)
     assert_int_equal(tamis_read_file("/nonexistent/x", 10, &data, &len, err, sizeof(err)),
                      TAMIS_EIO);
     assert_non_null(strstr(err, "/nonexistent/x"));
-    assert_int_equal(tamis_read_file(TAMIS_SOURCE_DIR "/CMakeLists.txt", 10, &data, &len, err,
-                                     sizeof(err)),
-                     TAMIS_ELIMIT);
+    assert_int_equal(
+        tamis_read_file(TAMIS_SOURCE_DIR "/CMakeLists.txt", 10, &data, &len, err, sizeof(err)),
+        TAMIS_ELIMIT);
     assert_null(data);
     assert_int_equal(
         tamis_read_file(TAMIS_SOURCE_DIR "/CMakeLists.txt", 0, &data, &len, err, sizeof(err)), 0);
