@@ -234,6 +234,7 @@ int tamis_buf_reserve(tamis_buf_t *b, size_t extra)
         return b->err = TAMIS_ENOMEM;
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* data is a valid string from its first allocation on */
     return 0;
 }
 

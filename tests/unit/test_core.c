@@ -54,6 +54,13 @@ static void test_buf_cap_is_sticky(void **state)
     assert_null(tamis_buf_steal(&b, NULL));
     tamis_buf_free(&b);
 
+    /* stealing a buffer nothing was appended to still gives an empty string */
+    tamis_buf_init(&b, 0);
+    char *empty = tamis_buf_steal(&b, NULL);
+    assert_non_null(empty);
+    assert_string_equal(empty, "");
+    free(empty);
+
     tamis_buf_init(&b, 0);
     for (int i = 0; i < 1000; i++)
         tamis_buf_printf(&b, "%d,", i);
