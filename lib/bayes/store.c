@@ -1371,6 +1371,25 @@ static void hexkey(const uint8_t *k, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* Ends a backup or dump: closes the read transaction, flushes and frees the output, and turns
+ * the first failure (LMDB, then output) into the return code. */
+static int finish_output(tamis_bayes_t *b, MDB_txn *txn, out_t *o, int rc, const char *what,
+                         char *err, size_t errlen)
+{
+    end_read(b, txn);
+    out_flush(o);
+    tamis_buf_free(&o->buf);
+    if (rc)
+        return lmdb_err(err, errlen, rc, what);
+    if (o->err)
+        return tamis_seterr(err, errlen, o->err, "bayes: %s output failed", what);
+    return 0;
+}
+
+/* One --dump line: probability, spam count, ham count, atime, token or label (sa-learn's format).
+ */
+#define DUMP_LINE_FMT "%3.3f %10u %10u %10u  %s\n"
+
 int tamis_bayes_backup(tamis_bayes_t *b, tamis_bayes_write_fn w, void *ctx, char *err,
                        size_t errlen)
 {
@@ -1412,14 +1431,7 @@ int tamis_bayes_backup(tamis_bayes_t *b, tamis_bayes_write_fn w, void *ctx, char
         if (crc != MDB_NOTFOUND && crc != 0)
             rc = crc;
     }
-    end_read(b, txn);
-    out_flush(&o);
-    tamis_buf_free(&o.buf);
-    if (rc)
-        return lmdb_err(err, errlen, rc, "backup");
-    if (o.err)
-        return tamis_seterr(err, errlen, o.err, "bayes: backup output failed");
-    return 0;
+    return finish_output(b, txn, &o, rc, "backup", err, errlen);
 }
 
 int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, void *ctx, char *err,
@@ -1435,7 +1447,6 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
     rc = magic_load(b, txn, &m);
     out_t o = {w, ctx, {0}, 0};
     tamis_buf_init(&o.buf, 0);
-    const char *tpl = "%3.3f %10u %10u %10u  %s\n";
     if (what & TAMIS_BAYES_DUMP_MAGIC) {
         static const struct {
             int idx;
@@ -1453,10 +1464,7 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
         for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
             char text[64];
             snprintf(text, sizeof text, "non-token data: %s", lines[i].text);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-            out_printf(&o, tpl, 0.0, 0u, (unsigned)m.v[lines[i].idx], 0u, text);
-#pragma GCC diagnostic pop
+            out_printf(&o, DUMP_LINE_FMT, 0.0, 0u, (unsigned)m.v[lines[i].idx], 0u, text);
         }
     }
     if ((what & TAMIS_BAYES_DUMP_DATA) && b->have_dbi && rc == 0) {
@@ -1474,11 +1482,8 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
                         p = 0.5;
                     char hx[11];
                     hexkey(k.mv_data, TAMIS_BAYES_KEY_LEN, hx);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-                    out_printf(&o, tpl, p, (unsigned)s, (unsigned)n,
+                    out_printf(&o, DUMP_LINE_FMT, p, (unsigned)s, (unsigned)n,
                                (unsigned)get_u64((const uint8_t *)v.mv_data + 8, 4), hx);
-#pragma GCC diagnostic pop
                 }
                 crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             }
@@ -1487,14 +1492,7 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
                 rc = crc;
         }
     }
-    end_read(b, txn);
-    out_flush(&o);
-    tamis_buf_free(&o.buf);
-    if (rc)
-        return lmdb_err(err, errlen, rc, "dump");
-    if (o.err)
-        return tamis_seterr(err, errlen, o.err, "bayes: dump output failed");
-    return 0;
+    return finish_output(b, txn, &o, rc, "dump", err, errlen);
 }
 
 typedef struct {
