@@ -1,0 +1,153 @@
+"""A real authoritative DNS server for tests: Debian's unbound on 127.0.0.1 and a free port,
+serving only the records a test gives it. Every other name is REFUSED (local-zone "." refuse), so
+unbound never recurses and no query leaves loopback.
+
+    with Unbound(["example.multi.uribl.com. 300 IN A 127.0.0.2"]) as dns:
+        cf = f"dns_server 127.0.0.1:{dns.port}"
+        dns.pause()    # SIGSTOP: queries go unanswered (timeouts)
+        dns.resume()
+
+Records are unbound `local-data` strings (any type unbound knows: A, AAAA, TXT, MX, NS, PTR, SOA).
+Each owner name's zone is declared `static` (unbound answers NXDOMAIN for names it does not hold
+under a declared zone, with an SOA so negative answers carry a TTL). Every wait is bounded.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+UNBOUND = "/usr/sbin/unbound"
+
+
+def available():
+    return os.access(UNBOUND, os.X_OK)
+
+
+def _free_udp_tcp_port():
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def _quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Unbound:
+    def __init__(self, records, zones=(), timeout=10.0):
+        """records: local-data strings; zones: extra zone names to declare static (their
+        unlisted names answer NXDOMAIN instead of REFUSED)."""
+        self.records = list(records)
+        self.zones = set(z.rstrip(".").lower() for z in zones)
+        for r in self.records:
+            self.zones.add(self._zone_of(r.split()[0]))
+        self.timeout = timeout
+        self.dir = None
+        self.proc = None
+        self.port = None
+
+    @staticmethod
+    def _zone_of(owner):
+        labels = owner.rstrip(".").lower().split(".")
+        # the list zones of the tests are 2-3 labels (multi.uribl.com, zen.spamhaus.org): declare
+        # the parent of the owner's first label, which holds every sibling entry
+        return ".".join(labels[1:]) if len(labels) > 2 else ".".join(labels)
+
+    def _write_conf(self):
+        lines = [
+            "server:",
+            "  interface: 127.0.0.1",
+            f"  port: {self.port}",
+            "  do-ip6: no",
+            "  do-daemonize: no",
+            '  chroot: ""',
+            '  username: ""',
+            f'  directory: "{self.dir}"',
+            '  pidfile: ""',
+            "  use-syslog: no",
+            f'  logfile: "{self.dir}/unbound.log"',
+            "  verbosity: 0",
+            "  access-control: 127.0.0.0/8 allow",
+            '  local-zone: "." refuse',
+        ]
+        for z in sorted(self.zones):
+            lines.append(f'  local-zone: "{z}." static')
+            lines.append(f'  local-data: "{z}. 3600 IN SOA ns.{z}. hostmaster.{z}. 1 3600 600 86400 60"')
+        for r in self.records:
+            lines.append(f"  local-data: {_quote(r)}")
+        lines += ["remote-control:", "  control-enable: no", ""]
+        with open(os.path.join(self.dir, "unbound.conf"), "w") as f:
+            f.write("\n".join(lines))
+
+    def _ready(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def start(self):
+        if not available():
+            raise RuntimeError("unbound is not installed (Debian package unbound)")
+        self.dir = tempfile.mkdtemp(prefix="tamis-dns-")
+        for _ in range(5):
+            self.port = _free_udp_tcp_port()
+            self._write_conf()
+            self.proc = subprocess.Popen([UNBOUND, "-d", "-c", os.path.join(self.dir, "unbound.conf")],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            until = time.monotonic() + self.timeout
+            while time.monotonic() < until and self.proc.poll() is None and not self._ready():
+                time.sleep(0.02)
+            if self.proc.poll() is None and self._ready():
+                return self
+            self.stop()
+            self.dir = tempfile.mkdtemp(prefix="tamis-dns-")
+        raise RuntimeError("unbound did not start: " + self.log())
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "unbound.log")) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
