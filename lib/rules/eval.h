@@ -93,6 +93,11 @@ typedef struct {
  * NULL when Tamis does not implement the function (the rule is listed by --lint and never hits). */
 const tamis_eval_def_t *tamis__eval_lookup(const char *name);
 
+/* Whether domain (lower case) is in conf's freemail_domains, through rs's index when conf is
+ * rs's own (freemail.c). rs may be NULL. */
+bool tamis__freemail_listed(const tamis_ruleset_t *rs, const tamis_conf_t *conf,
+                            const char *domain);
+
 /* Tables contributed by the eval files (each NULL-name terminated). */
 extern const tamis_eval_def_t tamis__evals_header[]; /* eval_header.c: HeaderEval, WLBLEval… */
 extern const tamis_eval_def_t tamis__evals_body[];   /* eval_body.c: BodyEval, MIMEEval, HTMLEval */

@@ -1648,7 +1648,7 @@ static bool freemail_available(const tamis_conf_t *c)
 }
 
 /* _is_freemail; email is lower-case. */
-static bool is_freemail(const tamis_conf_t *c, const char *email)
+static bool is_freemail(const tamis_ruleset_t *rs, const tamis_conf_t *c, const char *email)
 {
     if (!*email || !c)
         return false;
@@ -1663,24 +1663,7 @@ static bool is_freemail(const tamis_conf_t *c, const char *email)
         return false;
     if (!at)
         return false; /* the wildcard form requires '@'; exact domain needs one too */
-    for (size_t i = 0; i < c->freemail_domains.count; i++) {
-        const char *d = c->freemail_domains.items[i].pattern;
-        bool wild = strpbrk(d, "*?") != NULL;
-        if (!wild ? strcasecmp(d, domain) == 0 : tamis_conf_addr_match(d, domain)) {
-            /* SA's wildcard "*" stops at dots ([^.]*) while the glob helper may not */
-            if (wild && strchr(d, '*')) {
-                size_t dd = 0, hd = 0;
-                for (const char *p = d; *p; p++)
-                    dd += *p == '.';
-                for (const char *p = domain; *p; p++)
-                    hd += *p == '.';
-                if (dd != hd)
-                    continue;
-            }
-            return true;
-        }
-    }
-    return false;
+    return tamis__freemail_listed(rs, c, domain);
 }
 
 static char *lower_dup(tamis_arena_t *a, const char *s)
@@ -1720,7 +1703,7 @@ static double check_freemail_header(tamis_eval_ctx_t *ctx, const char *const *a,
     double hit = 0;
     for (size_t i = 0; i < k && !hit; i++) {
         char *e = lower_dup(ctx->arena, v[i]);
-        if (!e || !is_freemail(ctx->conf, e))
+        if (!e || !is_freemail(ctx->rs, ctx->conf, e))
             continue;
         if (re && tamis__evre_exec(re, e, strlen(e), 0, NULL, 0) <= 0)
             continue;
@@ -1742,7 +1725,7 @@ static double check_freemail_from(tamis_eval_ctx_t *ctx, const char *const *a, s
     double hit = 0;
     for (size_t i = 0; x && i < x->n && !hit; i++) {
         char *e = lower_dup(ctx->arena, x->v[i]);
-        if (!e || !*e || !is_freemail(ctx->conf, e))
+        if (!e || !*e || !is_freemail(ctx->rs, ctx->conf, e))
             continue;
         if (re && tamis__evre_exec(re, e, strlen(e), 0, NULL, 0) <= 0)
             continue;
@@ -1809,7 +1792,7 @@ static addrs_t *freemail_body(tamis_eval_ctx_t *ctx, bool *skip)
             *skip = true;
             return NULL;
         }
-        if (!is_freemail(ctx->conf, all->v[i]))
+        if (!is_freemail(ctx->rs, ctx->conf, all->v[i]))
             continue;
         if (++count_fm == 3) { /* freemail_max_body_freemails */
             *skip = true;
@@ -1820,10 +1803,10 @@ static addrs_t *freemail_body(tamis_eval_ctx_t *ctx, bool *skip)
     return fm;
 }
 
-static bool any_freemail(const tamis_conf_t *c, const char **v, size_t n)
+static bool any_freemail(const tamis_ruleset_t *rs, const tamis_conf_t *c, const char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (is_freemail(c, v[i]))
+        if (is_freemail(rs, c, v[i]))
             return true;
     return false;
 }
@@ -1848,7 +1831,8 @@ static double check_freemail_replyto(tamis_eval_ctx_t *ctx, const char *const *a
         const char *l = lower_dup(ctx->arena, rt[i]);
         rt[i] = l ? l : rt[i];
     }
-    bool from_fm = any_freemail(ctx->conf, from, nf), rt_fm = any_freemail(ctx->conf, rt, nr);
+    bool from_fm = any_freemail(ctx->rs, ctx->conf, from, nf),
+         rt_fm = any_freemail(ctx->rs, ctx->conf, rt, nr);
     bool not_in = true;
     for (size_t i = 0; i < nf; i++)
         for (size_t j = 0; j < nr; j++)

@@ -136,6 +136,12 @@ struct tamis_ruleset {
     tamis__kv_t *uridnsbl;
     size_t nuridnsbl;
 
+    /* freemail_domains indexed for lookups: exact names sorted for bsearch, then the globs */
+    const char **freemail_exact;
+    size_t nfreemail_exact;
+    const char **freemail_wild;
+    size_t nfreemail_wild;
+
     /* loadplugin names, and plugins Tamis claims among them */
     char **plugins;
     size_t nplugins;
@@ -155,6 +161,9 @@ struct tamis_ruleset {
 tamis__rule_t *tamis__rule_get(tamis_ruleset_t *rs, const char *name, bool create);
 tamis__rule_t *tamis__rule_find(const tamis_ruleset_t *rs, const char *name);
 tamis_ruleset_t *tamis__ruleset_new(void);
+
+/* Builds the freemail_domains index of rs from its conf (eval_header.c). */
+int tamis__freemail_index(tamis_ruleset_t *rs);
 
 /* Plugin and feature claims (plugins.c). */
 bool tamis__plugin_claimed(const char *name);
