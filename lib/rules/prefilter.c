@@ -79,11 +79,13 @@ int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(con
 #include <unistd.h>
 
 #define MAX_BOUND 64             /* larger {m,n} bounds become {m,} in the database */
-#define BIG_PATTERN 2800         /* pattern bytes above which one is test-compiled alone */
+#define BIG_PATTERN 2800         /* pattern bytes above which one goes to a "big" group */
+#define HS_MAX_PATTERN 16000     /* Vectorscan's pattern length limit */
+#define BIG_COMPILE_RETRIES 3    /* a big group's compile is slow: give up on it sooner */
 #define MAX_COMPILE_RETRIES 200  /* patterns dropped one by one after a failed multi-compile */
 #define MAX_CACHE (512u << 20)   /* bytes of one cache file */
 #define CACHE_MAGIC "TAMISPF1"   /* format version of the cache file */
-#define FORMAT_SALT "tamis-pf-5" /* changes whenever the rules for inclusion change */
+#define FORMAT_SALT "tamis-pf-6" /* changes whenever the rules for inclusion change */
 
 typedef struct {
     tamis_rule_type_t type;
@@ -339,6 +341,59 @@ static void relax_bounds(char *p)
     *w = 0;
 }
 
+/* For the prefilter of a big pattern: every counted repeat {m}, {m,} or {m,n} becomes + (m >= 1)
+ * or * (m == 0). The language only grows (an X{m,n} match is an X+ match at the same place) and
+ * PCRE2 confirms every candidate, so no hit is lost, while Vectorscan compiles repeats of large
+ * alternations (the ReplaceTags form rules' "){5}") in a fraction of a second instead of many. */
+static void loosen_bounds(char *p)
+{
+    char *w = p;
+    bool in_class = false;
+    for (char *r = p; *r;) {
+        if (*r == '\\' && r[1]) {
+            *w++ = *r++;
+            *w++ = *r++;
+            continue;
+        }
+        if (!in_class && *r == '[') {
+            in_class = true;
+            *w++ = *r++;
+            if (*r == '^')
+                *w++ = *r++;
+            if (*r == ']')
+                *w++ = *r++;
+            continue;
+        }
+        if (in_class && *r == '[' && r[1] == ':') {
+            char *e = strstr(r + 2, ":]");
+            if (e) {
+                while (r < e + 2)
+                    *w++ = *r++;
+                continue;
+            }
+        }
+        if (in_class && *r == ']')
+            in_class = false;
+        if (!in_class && *r == '{' && w > p) {
+            char *q = r + 1;
+            long lo = strtol(q, &q, 10);
+            bool ok = q > r + 1;
+            if (ok && *q == ',') {
+                q++;
+                while (*q >= '0' && *q <= '9')
+                    q++;
+            }
+            if (ok && *q == '}') {
+                *w++ = lo >= 1 ? '+' : '*';
+                r = q + 1;
+                continue;
+            }
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+}
+
 static unsigned hs_flags_of(uint32_t f)
 {
     unsigned h = HS_FLAG_SINGLEMATCH;
@@ -368,6 +423,7 @@ typedef struct {
     char *src; /* PCRE2 source text (malloc) */
     unsigned flags;
     int group;
+    bool big; /* loosened (loosen_bounds), in its type's big group */
 } item_t;
 
 static int cmp_str(const void *a, const void *b)
@@ -544,7 +600,7 @@ static void cache_write(const char *dir, const char *path, const tamis__prefilte
  */
 
 /* Compiles one group; a pattern Vectorscan rejects leaves the group (PCRE2 keeps running it). */
-static int compile_group(group_t *gr, item_t *items, size_t n, tamis_diag_t *diag)
+static int compile_group(group_t *gr, item_t *items, size_t n, bool big, tamis_diag_t *diag)
 {
     /* exact mode where Vectorscan supports the pattern, else prefilter mode, else PCRE2 alone;
      * a pattern that may match "" stays with PCRE2 too (edge cases differ at the ends) */
@@ -576,7 +632,8 @@ static int compile_group(group_t *gr, item_t *items, size_t n, tamis_diag_t *dia
         free(ids);
         return TAMIS_ENOMEM;
     }
-    for (int tries = 0; n > 0 && tries < MAX_COMPILE_RETRIES; tries++) {
+    int max_tries = big ? BIG_COMPILE_RETRIES : MAX_COMPILE_RETRIES;
+    for (int tries = 0; n > 0 && tries < max_tries; tries++) {
         for (size_t i = 0; i < n; i++) {
             exprs[i] = items[i].src;
             flags[i] = items[i].flags;
@@ -668,7 +725,11 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
                 return TAMIS_ENOMEM;
             }
         }
-        if (strlen(src) > BIG_PATTERN) { /* slow to compile, often too large: PCRE2's */
+        bool big = strlen(src) > BIG_PATTERN;
+        if (big)
+            loosen_bounds(src);
+        /* big header patterns stay with PCRE2: one more database per header is not worth it */
+        if (big && (strlen(src) > HS_MAX_PATTERN || r->type == TAMIS_RULE_HEADER)) {
             free(src);
             continue;
         }
@@ -676,6 +737,7 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
         items[n].rule = (int)i;
         items[n].src = src;
         items[n].flags = f;
+        items[n].big = big;
         items[n].group = r->type == TAMIS_RULE_BODY      ? 0
                          : r->type == TAMIS_RULE_RAWBODY ? 1
                          : r->type == TAMIS_RULE_URI     ? 2
@@ -691,7 +753,8 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
     for (size_t i = 0; i < nh; i++)
         if (nu == 0 || strcmp(hdrs[nu - 1], hdrs[i]) != 0)
             hdrs[nu++] = hdrs[i];
-    pf->groups = calloc(4 + nu, sizeof(*pf->groups));
+    /* groups: 4 fixed, nu header expressions, then the 4 big groups (fixed types, loosened) */
+    pf->groups = calloc(4 + nu + 4, sizeof(*pf->groups));
     if (!pf->groups) {
         free(hdrs);
         for (size_t i = 0; i < n; i++)
@@ -707,12 +770,16 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
         pf->groups[4 + g].type = TAMIS_RULE_HEADER;
         pf->groups[4 + g].hdr = hdrs[g];
     }
-    pf->ngroups = 4 + nu;
+    for (size_t g = 0; g < 4; g++)
+        pf->groups[4 + nu + g].type = fixed[g];
+    pf->ngroups = 4 + nu + 4;
     for (size_t i = 0; i < n; i++)
         if (items[i].group < 0) {
             const char *h = rs->rules[items[i].rule]->hdr;
             const char **f = bsearch(&h, hdrs, nu, sizeof(*hdrs), cmp_str);
             items[i].group = 4 + (int)(f - hdrs);
+        } else if (items[i].big) {
+            items[i].group += 4 + (int)nu;
         }
     free(hdrs);
     qsort(items, n, sizeof(*items), cmp_item);
@@ -772,7 +839,7 @@ int tamis__pf_build(tamis_ruleset_t *rs, const char *cache_dir, tamis_diag_t *di
         for (size_t a = 0, b; a < n && !rc; a = b) {
             for (b = a; b < n && items[b].group == items[a].group; b++)
                 ;
-            rc = compile_group(&pf->groups[items[a].group], items + a, b - a, diag);
+            rc = compile_group(&pf->groups[items[a].group], items + a, b - a, items[a].big, diag);
         }
         if (!rc && *path)
             cache_write(cache_dir, path, pf, diag);
