@@ -116,10 +116,11 @@ static int exchange(run_t *r, tamisc_transport_t *t, const tamis_buf_t *head, co
         return rc;
     }
     tamis_buf_reset(in);
-    /* Under TLS (no half-close, as libspamc: the server reads Content-length bytes) a failed write
-     * ends the attempt with no reply, so EX_IOERR and the filter retries follow. That includes an
-     * empty body: libspamc's SSL_write of 0 bytes fails, so spamc -S -K and an empty message never
-     * get a reply; tamisc does the same so that its output and exit code stay spamc's. */
+    /* Under TLS, as libspamc 4.0.1: the request, then a close_notify and the TCP half-close. A
+     * failed write ends the attempt with no reply, so EX_IOERR and the filter retries follow.
+     * That includes an empty body: libspamc's SSL_write of 0 bytes fails, so spamc -S -K and an
+     * empty message never get a reply; tamisc does the same so that its output and exit code stay
+     * spamc's. */
     if (tls) {
         if (tamisc_tls_send(tls, head->data, head->len, r->o.timeout) != 0 ||
             tamisc_tls_send(tls, body, body_len, r->o.timeout) != 0) {
@@ -128,6 +129,8 @@ static int exchange(run_t *r, tamisc_transport_t *t, const tamis_buf_t *head, co
             close(fd);
             return TAMIS_EX_OK;
         }
+        tamisc_tls_close_notify(tls);
+        shutdown(fd, SHUT_WR);
     } else {
         /* write errors are ignored as libspamc does: the reply (or its absence) decides */
         if (tamisc_send(fd, head->data, head->len, r->o.timeout) == 0)

@@ -126,6 +126,8 @@ int tamisc_tls_start(const tamisc_opts_t *o, int fd, tamisc_tls_t **out);
 /* As tamisc_send / tamisc_recv, through TLS. */
 int tamisc_tls_send(tamisc_tls_t *t, const void *p, size_t n, int timeout);
 long tamisc_tls_recv(tamisc_tls_t *t, void *p, size_t n, int timeout);
+/* Sends close_notify without waiting for the server's (its reply can still be read). */
+void tamisc_tls_close_notify(tamisc_tls_t *t);
 void tamisc_tls_free(tamisc_tls_t *t);
 
 /* ---- reply.c (no I/O) ---- */

@@ -160,6 +160,12 @@ long tamisc_tls_recv(tamisc_tls_t *t, void *p, size_t n, int timeout)
     }
 }
 
+void tamisc_tls_close_notify(tamisc_tls_t *t)
+{
+    ERR_clear_error();
+    (void)SSL_shutdown(t->ssl); /* 0: ours sent (or queued on a full socket), theirs to come */
+}
+
 void tamisc_tls_free(tamisc_tls_t *t)
 {
     if (!t)
