@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ECDHE key exchange with AEAD ciphers only (TLS 1.2); TLS 1.3 keeps OpenSSL's own list. */
 #define TLS12_CIPHERS                                                                              \
@@ -157,14 +158,28 @@ void tamisd_tls_ctx_free(tamisd_tls_ctx_t *ctx)
     free(ctx);
 }
 
+/* Listeners named "ssl:..." turn TLS on for themselves only (listen.c). */
+static size_t prefixed_listeners(const tamisd_opts_t *o)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->listen_count; i++)
+        n += strncasecmp(o->listen[i], "ssl:", 4) == 0;
+    return n;
+}
+
 int tamisd_tls_lint(const tamisd_opts_t *o, FILE *f)
 {
-    if (!o->ssl) {
-        fprintf(f, "lint: TLS: off (no --ssl, --ssl-port or \"-i ssl:...\" prefix checked here)\n");
+    size_t prefixed = prefixed_listeners(o);
+    if (!o->ssl && !prefixed) {
+        fprintf(f, "lint: TLS: off\n");
         return 0;
     }
-    fprintf(f, "lint: TLS: on every spamc TCP listener (default port %d); certificate %s, key %s\n",
-            o->ssl_port ? o->ssl_port : o->port, cert_path(o), key_path(o));
+    if (o->ssl)
+        fprintf(f, "lint: TLS: on every spamc TCP listener (default port %d)\n",
+                o->ssl_port ? o->ssl_port : o->port);
+    else
+        fprintf(f, "lint: TLS: on the %zu \"-i ssl:...\" listener(s)\n", prefixed);
+    fprintf(f, "lint: TLS: certificate %s, key %s\n", cert_path(o), key_path(o));
     fprintf(f, "lint: TLS: TLSv1.2 and TLSv1.3 only, ECDHE AEAD ciphers for TLSv1.2, no "
                "compression, no renegotiation\n");
     if (o->ssl_verify)
