@@ -490,12 +490,12 @@ static int tls_flush(conn_t *c)
     return 0;
 }
 
-/* A failed handshake or a broken record: log who and why, send OpenSSL's alert, then close. */
+/* A failed handshake or a broken record: log who and why, send OpenSSL's alert, then close. The
+ * timer keeps running: a peer that does not take even the alert is closed by on_timer. */
 static void tls_fail(conn_t *c, const char *why)
 {
     tamisd_log(TAMISD_LOG_WARN, "conn=%lu: TLS %s with [%s]:%d failed: %s", c->id,
                tamisd_tls_established(c->tls) ? "session" : "handshake", c->addr, c->port, why);
-    uv_timer_stop(&c->timer);
     uv_read_stop(&c->h.stream);
     tamis_buf_reset(&c->out);
     if (tamisd_tls_take(c->tls, &c->out) != 0 || c->out.len == 0) {
