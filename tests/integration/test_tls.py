@@ -380,7 +380,7 @@ def unix_stays_plain(rules, c, tmp):
 class ResettingTLS:
     """What spamd --ssl does to spamc here, made deterministic: a TLS server that reads the
     request, sends `first` (nothing, or the status line), waits until the client has read it, then
-    resets the connection."""
+    resets the connection. With first None it stalls instead (for -t), 8 s at most."""
 
     def __init__(self, c, first):
         self.first = first
@@ -401,31 +401,50 @@ class ResettingTLS:
                 raw, _ = self.sock.accept()
             except OSError:
                 continue
-            raw.settimeout(10)
-            conn = raw
-            try:
-                t = conn = self.ctx.wrap_socket(raw, server_side=True)  # takes raw's descriptor
-                data = b""
-                while True:  # to the client's close_notify
-                    b = t.recv(65536)
-                    if not b:
-                        break
-                    data += b
-                if self.first:
-                    t.sendall(self.first)
-                time.sleep(0.3)
-            except (OSError, ssl.SSLError):
-                pass
-            try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-            conn.close()
+            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
+
+    def _one(self, raw):
+        raw.settimeout(10)
+        conn = raw
+        try:
+            t = conn = self.ctx.wrap_socket(raw, server_side=True)  # takes raw's descriptor
+            data = b""
+            while True:  # to the client's close_notify
+                b = t.recv(65536)
+                if not b:
+                    break
+                data += b
+            if self.first:
+                t.sendall(self.first)
+            time.sleep(0.3 if self.first is not None else 8)
+        except (OSError, ssl.SSLError):
+            pass
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        conn.close()
 
     def close(self):
         self.stop = True
         self.thread.join(5)
         self.sock.close()
+
+
+def stalled_reply(c):
+    """A TLS server that takes the request and never answers: -t bounds the wait, as spamc's."""
+    srv = ResettingTLS(c, None)
+    try:
+        for flags, rc, out in (([], 0, h.SPAM), (["-x"], 74, b""), (["-x", "-c"], 74, b"0/0\n")):
+            args = ["-S", "-t", "2", "-d", "127.0.0.1", "-p", str(srv.port)] + flags
+            for prog in (SPAMC, TAMISC):
+                t0 = time.time()
+                r = run(prog, args, h.SPAM, timeout=30)
+                took = time.time() - t0
+                check("stalled TLS reply %s %s" % (os.path.basename(prog), flags),
+                      r == (rc, out) and took < 6, "%r %.1fs" % (r, took))
+    finally:
+        srv.close()
 
 
 def reset_outcomes(c, modes, msgs):
@@ -506,6 +525,7 @@ def run_all(tmp, rules):
         versions(tls_port)
         stalled_handshake(tls_port)
         stalled_server()
+        stalled_reply(c)
         if spamd:
             spamd.wait_ready(90)
             wait_tls(spamd, spamd_tls, timeout=60)
