@@ -373,6 +373,14 @@ def unix_stays_plain(rules, c, tmp):
         check("unix socket plain with --ssl",
               h.request(None, b"PING SPAMC/1.5\r\n\r\n", path=path) == b"SPAMD/1.5 0 PONG\r\n")
         check("--ssl makes -i TLS", "listening on ssl:127.0.0.1:%d" % port in d.log(), d.log())
+    # --ssl-port: the port of TLS listeners without their own (the harness's "-i 127.0.0.1"), and
+    # TLS for all of them, as spamd 4.0.1's code does
+    sport = h.free_port()
+    with h.Daemon(rules, args=["--ssl-port", str(sport), "--server-cert", c["server.pem"],
+                               "--server-key", c["server.key"]], wait=False) as d:
+        wait_tls(d, sport)
+        check("--ssl-port", "listening on ssl:127.0.0.1:%d" % sport in d.log() and
+              "listening on 127.0.0.1" not in d.log(), d.log())
 
 
 # ---- 6. against spamd --ssl ------------------------------------------------------------------
