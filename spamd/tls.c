@@ -18,10 +18,12 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 /* ECDHE key exchange with AEAD ciphers only (TLS 1.2); TLS 1.3 keeps OpenSSL's own list. */
 #define TLS12_CIPHERS                                                                              \
@@ -42,21 +44,28 @@ struct tamisd_tls {
     bool established;
 };
 
-/* The reasons in OpenSSL's error queue (oldest first), joined with ": "; clears the queue. */
+/* The reasons in OpenSSL's error queue (oldest first), joined with ": ", without repeats and
+ * without the "... lib" entries that only say which layer passed an error on; clears the queue. */
 static void queue_reason(char *buf, size_t len, const char *fallback)
 {
     size_t used = 0;
     buf[0] = '\0';
+    const char *last = "";
+    char tmp[256];
     unsigned long e;
     while ((e = ERR_get_error()) != 0) {
-        const char *r = ERR_reason_error_string(e);
-        char tmp[256];
+        const char *r =
+            ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e)) : ERR_reason_error_string(e);
         if (!r) {
             ERR_error_string_n(e, tmp, sizeof tmp);
             r = tmp;
         }
-        if (used < len)
-            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ": " : "", r);
+        size_t rl = strlen(r);
+        bool layer = rl > 4 && strcmp(r + rl - 4, " lib") == 0;
+        if ((layer && used) || strcmp(r, last) == 0 || used >= len)
+            continue;
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ": " : "", r);
+        last = r == tmp ? "" : r;
     }
     if (!buf[0])
         snprintf(buf, len, "%s", fallback);
@@ -107,6 +116,15 @@ static int load_client_cas(SSL_CTX *ctx, const tamisd_opts_t *o, char *err, size
         return tamis_seterr(err, errlen, -1,
                             "--ssl-verify needs --ssl-ca-file or --ssl-ca-path (the CAs that sign "
                             "client certificates)");
+    /* OpenSSL takes a missing folder as an empty one; spamd refuses both */
+    struct stat st;
+    if (o->ssl_ca_path && stat(o->ssl_ca_path, &st) != 0)
+        return tamis_seterr(err, errlen, -1, "cannot use client CA folder (--ssl-ca-path) %s: %s",
+                            o->ssl_ca_path, strerror(errno));
+    if (o->ssl_ca_path && !S_ISDIR(st.st_mode))
+        return tamis_seterr(err, errlen, -1,
+                            "cannot use client CA folder (--ssl-ca-path) %s: not a folder",
+                            o->ssl_ca_path);
     if (SSL_CTX_load_verify_locations(ctx, o->ssl_ca_file, o->ssl_ca_path) != 1)
         return fail(err, errlen, "cannot load client CA (--ssl-ca-file/--ssl-ca-path)",
                     o->ssl_ca_file ? o->ssl_ca_file : o->ssl_ca_path);

@@ -347,7 +347,9 @@ def startup(rules, c, tmp):
                                c["server.pem"]], "cannot load server key"),
             ("verify without CA", ["--ssl-verify"] + ident, "--ssl-verify needs"),
             ("missing CA", ["--ssl-ca-file", os.path.join(tmp, "nope.pem")] + ident,
-             "cannot load client CA")):
+             "cannot load client CA"),
+            ("missing CA folder", ["--ssl-ca-path", os.path.join(tmp, "nope")] + ident,
+             "cannot use client CA folder")):
         rc, out = start(extra)
         check("startup %s exit 78" % name, rc == 78, "%d %s" % (rc, out[-800:]))
         check("startup %s message" % name, text in out, out[-800:])

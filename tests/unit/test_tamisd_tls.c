@@ -309,6 +309,13 @@ static void test_startup_errors(void **state)
         fclose(f);
     }
     tamisd_opts_t o;
+    opts(&o);
+    o.ssl_verify = true;
+    o.ssl_ca_path = path("missing-folder"); /* OpenSSL alone would take it as empty */
+    tamisd_tls_ctx_t *ctx = NULL;
+    char err[512] = "";
+    assert_int_equal(tamisd_tls_ctx_new(&o, &ctx, err, sizeof err), -1);
+    assert_non_null(strstr(err, "No such file or directory"));
     memset(&o, 0, sizeof o);
     assert_int_equal(tamisd_tls_lint(&o, stderr), 0); /* TLS off */
 }
