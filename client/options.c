@@ -6,6 +6,7 @@
  */
 #include "tamisc.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ static void print_version(void)
 {
     printf("tamisc version %s (Tamis), compatible with SpamAssassin Client version 4.0.1\n",
            TAMIS_VERSION);
-    printf("  compiled without SSL support\n");
+    printf("  compiled with SSL support (%s)\n", OpenSSL_version(OPENSSL_VERSION));
 }
 
 static void print_usage(void)
@@ -94,7 +95,9 @@ static void print_usage(void)
           "  -r, --full-spam  -R, --full  --headers  -E, --exitcode\n"
           "  -x, --no-safe-fallback  -X, --unavailable-tempfail  -l, --log-to-stderr\n"
           "  -e, --pipe-to command [args]  -h, --help  -V, --version  -K  -z  -f  -4  -6\n"
-          "  -S, --ssl and --ssl-* are accepted; TLS is not supported yet.\n\n",
+          "  -S, --ssl  use TLS;  --ssl-cert file --ssl-key file  client certificate (PEM);\n"
+          "  --ssl-ca-file file, --ssl-ca-path dir  verify the server's certificate chain with\n"
+          "  these CAs (as spamc: without them the server is not verified; no name check)\n\n",
           stdout);
 }
 
@@ -144,7 +147,6 @@ typedef struct {
     char **argv;
     int i;
     tamisc_opts_t *o;
-    bool have_ssl_cert, have_ssl_key;
 } parser_t;
 
 static int usage_error(const char *fmt, int argi, int chr, const char *what)
@@ -221,12 +223,18 @@ static int apply_arg(parser_t *p, int id, const char *v)
         o->filter_retry_sleep = atoi(v);
         return 0;
     case OPT_SSL_CERT:
-        p->have_ssl_cert = true;
+        o->ssl_cert = v;
         return 0;
     case OPT_SSL_KEY:
-        p->have_ssl_key = true;
+        o->ssl_key = v;
         return 0;
-    default: /* -F (read before parsing), --ssl-ca-* */
+    case OPT_SSL_CA_FILE:
+        o->ssl_ca_file = v;
+        return 0;
+    case OPT_SSL_CA_PATH:
+        o->ssl_ca_path = v;
+        return 0;
+    default: /* -F (read before parsing) */
         return 0;
     }
 }
@@ -364,7 +372,7 @@ static int check_combination(parser_t *p)
         tamisc_log(o->flags, LOG_ERR, "-s parameter is beyond max of %u", TAMISC_MAX_MESSAGE);
         rc = TAMIS_EX_USAGE;
     }
-    if (p->have_ssl_cert != p->have_ssl_key) {
+    if (!o->ssl_cert != !o->ssl_key) {
         tamisc_log(o->flags, LOG_ERR, "--ssl-cert and --ssl-key must be used together");
         rc = TAMIS_EX_USAGE;
     }

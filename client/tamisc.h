@@ -69,6 +69,9 @@ typedef struct {
     long max_size;
     const char *username;
     char **exec_argv; /* -e: NULL-terminated, points into argv */
+    /* -S/--ssl (tls.c): client certificate (both or neither), CAs that verify the server */
+    const char *ssl_cert, *ssl_key;
+    const char *ssl_ca_file, *ssl_ca_path;
 } tamisc_opts_t;
 
 /* ---- options.c ---- */
@@ -112,6 +115,20 @@ void tamisc_transport_free(tamisc_transport_t *t);
 int tamisc_send(int fd, const void *p, size_t n, int timeout);
 /* One read with a timeout; returns bytes, 0 at EOF, -1 on error or timeout. */
 long tamisc_recv(int fd, void *p, size_t n, int timeout);
+
+/* ---- tls.c ---- */
+typedef struct tamisc_tls tamisc_tls_t;
+/* On a connected socket (non-blocking, as tamisc_connect leaves it): builds the context from the
+ * --ssl-* options and handshakes, each wait bounded by -t. Returns EX_OK and *out (free with
+ * tamisc_tls_free; fd stays the caller's), EX_OSERR when a certificate, key or CA file cannot be
+ * used, EX_UNAVAILABLE when the handshake fails (both logged as spamc does). */
+int tamisc_tls_start(const tamisc_opts_t *o, int fd, tamisc_tls_t **out);
+/* As tamisc_send / tamisc_recv, through TLS. */
+int tamisc_tls_send(tamisc_tls_t *t, const void *p, size_t n, int timeout);
+long tamisc_tls_recv(tamisc_tls_t *t, void *p, size_t n, int timeout);
+/* Sends close_notify without waiting for the server's (its reply can still be read). */
+void tamisc_tls_close_notify(tamisc_tls_t *t);
+void tamisc_tls_free(tamisc_tls_t *t);
 
 /* ---- reply.c (no I/O) ---- */
 typedef struct {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -128,25 +129,55 @@ static int listen_unix(const char *path, tamisd_listener_t *out, char *err, size
     return 0;
 }
 
+/* TLS, as spamd: "ssl:" before an address, or --ssl / --ssl-port for every TCP listener; a TLS
+ * listener without its own port takes --ssl-port if given. Marks out[from, n) and names them. */
+static const char *tls_spec(const tamisd_opts_t *o, const char *spec, bool *tls, int *port)
+{
+    *tls = o->ssl;
+    if (strncasecmp(spec, "ssl:", 4) == 0)
+        spec += 4, *tls = true;
+    *port = *tls && o->ssl_port ? o->ssl_port : o->port;
+    return spec;
+}
+
+static void mark_tls(tamisd_listener_t *out, size_t from, size_t n)
+{
+    for (size_t i = from; i < n; i++) {
+        char name[sizeof out[i].name];
+        out[i].want_tls = true;
+        snprintf(name, sizeof name, "ssl:%s", out[i].name);
+        memcpy(out[i].name, name, sizeof name);
+    }
+}
+
 int tamisd_listen_all(const tamisd_opts_t *o, tamisd_listener_t *out, size_t max, char *err,
                       size_t errlen)
 {
     size_t n = 0;
+    bool tls;
+    int port;
     if (o->socketpath && max > 0) {
         if (listen_unix(o->socketpath, &out[n], err, errlen) != 0)
             return -1;
         n++;
     }
-    for (size_t i = 0; i < o->listen_count; i++)
-        if (listen_tcp(o->listen[i], o->port, false, out, max, &n, err, errlen) != 0)
+    for (size_t i = 0; i < o->listen_count; i++) {
+        size_t from = n;
+        const char *spec = tls_spec(o, o->listen[i], &tls, &port);
+        if (listen_tcp(spec, port, false, out, max, &n, err, errlen) != 0)
             return -1;
+        if (tls)
+            mark_tls(out, from, n);
+    }
     if (o->listen_count == 0 && !o->socketpath) {
         /* spamd's default: the loopback addresses; ::1 only where IPv6 is available */
-        if (o->family != 6 && listen_tcp("127.0.0.1", o->port, false, out, max, &n, err, errlen))
+        (void)tls_spec(o, "", &tls, &port);
+        if (o->family != 6 && listen_tcp("127.0.0.1", port, false, out, max, &n, err, errlen))
             return -1;
-        if (o->family != 4 &&
-            listen_tcp("[::1]", o->port, o->family != 6, out, max, &n, err, errlen))
+        if (o->family != 4 && listen_tcp("[::1]", port, o->family != 6, out, max, &n, err, errlen))
             return -1;
+        if (tls)
+            mark_tls(out, 0, n);
     }
     return (int)n;
 }

@@ -6,7 +6,7 @@
  * drop privileges → size the thread pool → serve. --lint and --test stop after loading the rules.
  *
  * Exit status: 0 normal stop, 1 --lint found errors, 64 usage, 69 cannot listen, 71 system error,
- * 78 rules failed to load.
+ * 78 rules failed to load or the TLS certificate/key/CAs are unusable.
  */
 #include "tamisd.h"
 
@@ -87,6 +87,7 @@ static int run_lint(const tamisd_opts_t *o)
     }
     tamis_rules_unref(rs);
     tamis_diag_free(diag);
+    errors += (size_t)tamisd_tls_lint(o, stderr);
     return errors ? 1 : 0;
 }
 
@@ -282,6 +283,27 @@ static int listen_front(const tamisd_opts_t *o, const char *spec, tamisd_kind_t 
     return 0;
 }
 
+/* Gives the TLS listeners the daemon's one TLS context (*ctx, freed by the caller after the loop).
+ * Returns 0, or -1 when the certificate, key or CAs cannot be used (logged). */
+static int attach_tls(const tamisd_opts_t *o, tamisd_listener_t *ls, size_t n,
+                      tamisd_tls_ctx_t **ctx)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        any = any || (ls[i].want_tls && ls[i].kind == TAMISD_KIND_SPAMC);
+    if (!any)
+        return 0;
+    char err[512];
+    if (tamisd_tls_ctx_new(o, ctx, err, sizeof err) != 0) {
+        tamisd_log(TAMISD_LOG_ERR, "TLS: %s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ls[i].want_tls && ls[i].kind == TAMISD_KIND_SPAMC)
+            ls[i].tls = *ctx;
+    return 0;
+}
+
 static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis_diag_t *diag)
 {
     static tamisd_acl_t acl;
@@ -301,6 +323,12 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
         tamis_rules_unref(rs);
         return 69;
     }
+    /* before daemonizing (errors reach the terminal) and while still root (key files) */
+    tamisd_tls_ctx_t *tls = NULL;
+    if (attach_tls(o, ls, (size_t)n, &tls) != 0) {
+        tamis_rules_unref(rs);
+        return 78;
+    }
     if (o->daemonize && daemonize() != 0) {
         tamisd_log(TAMISD_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         return 71;
@@ -316,6 +344,7 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
     if (tamisd_bayes_start(o, rs, err, sizeof err) != 0)
         tamisd_log(TAMISD_LOG_WARN, "Bayes disabled: %s", err);
     int status = tamisd_serve(o, &acl, ls, (size_t)n, rs, diag);
+    tamisd_tls_ctx_free(tls);
     if (o->pidfile)
         unlink(o->pidfile);
     return status;

@@ -33,6 +33,13 @@ enum {
     OPT_TIMEOUT_MTA,
     OPT_BAYES_PATH,
     OPT_STATE_DIR,
+    OPT_SSL, /* the TLS options (tls_opt) */
+    OPT_SSL_VERIFY,
+    OPT_SSL_CA_FILE,
+    OPT_SSL_CA_PATH,
+    OPT_SSL_PORT,
+    OPT_SERVER_CERT,
+    OPT_SERVER_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -80,6 +87,13 @@ static const struct option long_opts[] = {
     {"quarantine-score", required_argument, NULL, OPT_QUARANTINE_SCORE},
     {"no-add-headers", no_argument, NULL, OPT_NO_ADD_HEADERS},
     {"timeout-mta", required_argument, NULL, OPT_TIMEOUT_MTA},
+    {"ssl", no_argument, NULL, OPT_SSL},
+    {"ssl-verify", no_argument, NULL, OPT_SSL_VERIFY},
+    {"ssl-ca-file", required_argument, NULL, OPT_SSL_CA_FILE},
+    {"ssl-ca-path", required_argument, NULL, OPT_SSL_CA_PATH},
+    {"ssl-port", required_argument, NULL, OPT_SSL_PORT},
+    {"server-cert", required_argument, NULL, OPT_SERVER_CERT},
+    {"server-key", required_argument, NULL, OPT_SERVER_KEY},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -127,6 +141,15 @@ static void usage(FILE *f)
         "                            score) in Postfix's hold queue (default 0: never)\n"
         "      --no-add-headers      milter/SMTP: do not add the X-Spam-* headers\n"
         "      --timeout-mta s       milter/SMTP: idle wait for the MTA (default 300)\n"
+        "      --ssl                 TLS on every spamc TCP listener (or \"-i ssl:addr\")\n"
+        "      --ssl-port port       default port of the TLS listeners (implies --ssl)\n"
+        "      --server-cert file    PEM certificate chain (default " TAMISD_DEFAULT_CERT_DIR
+        "/server-cert.pem)\n"
+        "      --server-key file     PEM private key (default " TAMISD_DEFAULT_CERT_DIR
+        "/server-key.pem)\n"
+        "      --ssl-verify          require a client certificate (implies --ssl)\n"
+        "      --ssl-ca-file file    CAs for client certificates (implies --ssl-verify)\n"
+        "      --ssl-ca-path dir     hashed CA folder for client certificates (the same)\n"
         "  -x, --nouser-config       accepted (per-user preferences are never read)\n"
         "  -c, -H, --max-conn-per-child, --min-children, --min-spare, --max-spare,\n"
         "  --round-robin, --syslog-socket   accepted for compatibility, no effect\n"
@@ -244,6 +267,44 @@ static int mta_opt(tamisd_opts_t *o, int c, char *arg)
     }
 }
 
+/* The TLS options; their implications are applied after parsing (tls_implied). */
+static int tls_opt(tamisd_opts_t *o, int c, char *arg)
+{
+    unsigned long long v;
+    switch (c) {
+    case OPT_SSL:
+        o->ssl = true;
+        return 0;
+    case OPT_SSL_VERIFY:
+        o->ssl_verify = true;
+        return 0;
+    case OPT_SSL_CA_FILE:
+        o->ssl_ca_file = arg;
+        return 0;
+    case OPT_SSL_CA_PATH:
+        o->ssl_ca_path = arg;
+        return 0;
+    case OPT_SSL_PORT:
+        if (parse_uint(arg, 65535, &v) || v == 0)
+            return bad("--ssl-port", arg);
+        o->ssl_port = (int)v;
+        return 0;
+    case OPT_SERVER_CERT:
+        o->server_cert = arg;
+        return 0;
+    default: /* OPT_SERVER_KEY */
+        o->server_key = arg;
+        return 0;
+    }
+}
+
+/* spamd: a CA implies --ssl-verify, which implies --ssl, as does --ssl-port. */
+static void tls_implied(tamisd_opts_t *o)
+{
+    o->ssl_verify = o->ssl_verify || o->ssl_ca_file || o->ssl_ca_path;
+    o->ssl = o->ssl || o->ssl_verify || o->ssl_port;
+}
+
 /* One option; returns 0, 1 (exit 0) or -1 (usage error). */
 static int one_opt(tamisd_opts_t *o, int c, char *arg)
 {
@@ -346,6 +407,14 @@ static int one_opt(tamisd_opts_t *o, int c, char *arg)
     case OPT_NO_ADD_HEADERS:
     case OPT_TIMEOUT_MTA:
         return mta_opt(o, c, arg);
+    case OPT_SSL:
+    case OPT_SSL_VERIFY:
+    case OPT_SSL_CA_FILE:
+    case OPT_SSL_CA_PATH:
+    case OPT_SSL_PORT:
+    case OPT_SERVER_CERT:
+    case OPT_SERVER_KEY:
+        return tls_opt(o, c, arg);
     case 'V':
         printf("tamisd version %s\n", TAMIS_VERSION);
         return 1;
@@ -374,6 +443,7 @@ int tamisd_opts_parse(tamisd_opts_t *o, int argc, char **argv)
     }
     if (optind < argc)
         return bad("argument", argv[optind]);
+    tls_implied(o);
     if (o->smtp_listen && !o->smtp_relay) {
         fprintf(stderr, "tamisd: --smtp-listen needs --smtp-relay\n");
         return -1;

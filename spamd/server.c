@@ -40,6 +40,7 @@ typedef struct {
     bool is_unix;
     tamisd_kind_t kind;
     char name[128];
+    tamisd_tls_ctx_t *tls; /* borrowed from main.c; NULL = plain */
 } listener_t;
 
 struct server {
@@ -86,6 +87,7 @@ struct conn {
     job_t *job;
     tamis_buf_t out;
     int open_handles;
+    tamisd_tls_t *tls; /* NULL = plain; see "TLS" below */
 };
 
 struct job {
@@ -126,12 +128,19 @@ static void on_write(uv_write_t *w, int status)
 static void send_bytes(conn_t *c, const char *p, size_t n)
 {
     tamis_buf_reset(&c->out);
-    if (n == 0) {
-        begin_linger(c);
+    if (c->tls) { /* the reply and a close_notify, as records */
+        if (tamisd_tls_encrypt(c->tls, p, n, true, &c->out) != 0) {
+            tamisd_log(TAMISD_LOG_WARN, "conn=%lu: TLS: cannot send to [%s]:%d (no session)", c->id,
+                       c->addr, c->port);
+            close_conn(c);
+            return;
+        }
+    } else if (n != 0 && tamis_buf_append(&c->out, p, n) != 0) {
+        close_conn(c);
         return;
     }
-    if (tamis_buf_append(&c->out, p, n) != 0) {
-        close_conn(c);
+    if (c->out.len == 0) {
+        begin_linger(c);
         return;
     }
     c->phase = C_WRITE;
@@ -198,6 +207,7 @@ static void on_close(uv_handle_t *h)
         c->next->prev = c->prev;
     tamis_proto_req_free(c->req);
     tamis_buf_free(&c->out);
+    tamisd_tls_free(c->tls);
     free(c);
     srv->conns--;
     maybe_exit(srv);
@@ -389,12 +399,20 @@ static void handle_state(conn_t *c, tamis_proto_state_t st)
     dispatch(c);
 }
 
+static void tls_on_read(conn_t *c, const char *data, size_t n);
+static void tls_fail(conn_t *c, const char *why);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     if (c->phase != C_READ)
         return;
-    if (nread > 0) {
+    if (c->tls && nread > 0) {
+        tls_on_read(c, buf->base, (size_t)nread);
+    } else if (c->tls && nread == UV_EOF && !tamisd_tls_established(c->tls)) {
+        uv_read_stop(s);
+        tls_fail(c, "connection closed during the handshake");
+    } else if (nread > 0) {
         handle_state(c, tamis_proto_req_feed(c->req, buf->base, (size_t)nread));
     } else if (nread == UV_EOF) {
         uv_read_stop(s);
@@ -424,6 +442,109 @@ static void on_timer(uv_timer_t *t)
     detach_job(c);
     uv_read_stop(&c->h.stream);
     send_error(c, TAMIS_EX_TIMEOUT, "Timeout", detail);
+}
+
+/* ---- TLS --------------------------------------------------------------------------------------
+ * tls.c holds the OpenSSL side; here its ciphertext is moved with libuv. Reads decrypt into the
+ * shared read buffer (the ciphertext was copied into the SSL first) and feed the same protocol
+ * parser as plain text. Handshake records and tickets go out as they appear, each write with its
+ * own request; the reply and the close_notify go out through send_bytes like a plain reply.
+ * A TCP EOF after the handshake counts as the end of the request, as on a plain socket.
+ */
+
+typedef struct {
+    uv_write_t req;
+    tamis_buf_t data;
+} tls_write_t;
+
+static void on_tls_write(uv_write_t *w, int status)
+{
+    tls_write_t *tw = w->data;
+    conn_t *c = w->handle->data; /* still alive: write callbacks run before the close callback */
+    tamis_buf_free(&tw->data);
+    free(tw);
+    if (status < 0 && c->phase != C_CLOSING)
+        close_conn(c);
+}
+
+/* Sends the records the SSL produced while reading (handshake, session tickets). */
+static int tls_flush(conn_t *c)
+{
+    tls_write_t *tw = calloc(1, sizeof *tw);
+    if (!tw)
+        return -1;
+    tamis_buf_init(&tw->data, 0);
+    if (tamisd_tls_take(c->tls, &tw->data) != 0 || tw->data.len == 0) {
+        int rc = tw->data.err ? -1 : 0;
+        tamis_buf_free(&tw->data);
+        free(tw);
+        return rc;
+    }
+    tw->req.data = tw;
+    uv_buf_t b = uv_buf_init(tw->data.data, (unsigned)tw->data.len);
+    if (uv_write(&tw->req, &c->h.stream, &b, 1, on_tls_write) != 0) {
+        tamis_buf_free(&tw->data);
+        free(tw);
+        return -1;
+    }
+    return 0;
+}
+
+/* A failed handshake or a broken record: log who and why, send OpenSSL's alert, then close. The
+ * timer keeps running: a peer that does not take even the alert is closed by on_timer. */
+static void tls_fail(conn_t *c, const char *why)
+{
+    tamisd_log(TAMISD_LOG_WARN, "conn=%lu: TLS %s with [%s]:%d failed: %s", c->id,
+               tamisd_tls_established(c->tls) ? "session" : "handshake", c->addr, c->port, why);
+    uv_read_stop(&c->h.stream);
+    tamis_buf_reset(&c->out);
+    if (tamisd_tls_take(c->tls, &c->out) != 0 || c->out.len == 0) {
+        close_conn(c);
+        return;
+    }
+    c->phase = C_WRITE;
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write) != 0)
+        close_conn(c);
+}
+
+static void tls_on_read(conn_t *c, const char *data, size_t n)
+{
+    server_t *srv = c->srv;
+    if (tamisd_tls_feed(c->tls, data, n) != 0) {
+        close_conn(c);
+        return;
+    }
+    while (c->phase == C_READ) {
+        bool was = tamisd_tls_established(c->tls);
+        size_t got = 0;
+        char err[512];
+        tamisd_tls_status_t st =
+            tamisd_tls_read(c->tls, srv->rbuf, sizeof srv->rbuf, &got, err, sizeof err);
+        if (st == TAMISD_TLS_ERROR) {
+            tls_fail(c, err);
+            return;
+        }
+        if (tls_flush(c) != 0) {
+            close_conn(c);
+            return;
+        }
+        if (!was && tamisd_tls_established(c->tls)) {
+            char info[384];
+            tamisd_tls_describe(c->tls, info, sizeof info);
+            tamisd_log(TAMISD_LOG_INFO, "conn=%lu: TLS from [%s]:%d: %s", c->id, c->addr, c->port,
+                       info);
+        }
+        if (st == TAMISD_TLS_EOF) {
+            uv_read_stop(&c->h.stream);
+            handle_state(c, tamis_proto_req_finish(c->req));
+            return;
+        }
+        if (got == 0)
+            return;
+        handle_state(c, tamis_proto_req_feed(c->req, srv->rbuf, got));
+    }
 }
 
 /* ---- accepting --------------------------------------------------------------------------------
@@ -498,6 +619,10 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     tamis_proto_req_allow_tell(c->req, srv->o->allow_tell);
+    if (l->tls && !(c->tls = tamisd_tls_new(l->tls))) {
+        close_conn(c);
+        return;
+    }
     if (srv->o->timeout_tcp)
         uv_timer_start(&c->timer, on_timer, (uint64_t)srv->o->timeout_tcp * 1000, 0);
     if (uv_read_start(&c->h.stream, alloc_cb, on_read) != 0)
@@ -717,6 +842,7 @@ static int adopt_listener(server_t *srv, listener_t *l, const tamisd_listener_t 
     l->srv = srv;
     l->is_unix = src->is_unix;
     l->kind = src->kind;
+    l->tls = src->kind == TAMISD_KIND_SPAMC && !src->is_unix ? src->tls : NULL;
     snprintf(l->name, sizeof l->name, "%s", src->name);
     int rc =
         src->is_unix ? uv_pipe_init(srv->loop, &l->h.pipe, 0) : uv_tcp_init(srv->loop, &l->h.tcp);

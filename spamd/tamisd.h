@@ -12,6 +12,7 @@
  * milter.c   the milter listener (Postfix smtpd_milters, before queue)
  * smtp.c     the SMTP content filter listener and its re-injection client (after queue)
  * smtp_scan.c  scans for milter.c and smtp.c through job.c's worker job
+ * tls.c      TLS on the spamc listeners (--ssl): OpenSSL behind memory BIOs, driven by server.c
  */
 #ifndef TAMISD_H
 #define TAMISD_H
@@ -22,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #define TAMISD_DEFAULT_PORT 783
@@ -29,6 +31,10 @@
 #define TAMISD_MAX_LISTEN 64
 #define TAMISD_MAX_ACL 256
 #define TAMISD_MAX_CF 1024
+/* spamd's default certificate folder ($LOCAL_RULES_DIR/certs) for --server-cert/--server-key */
+#ifndef TAMISD_DEFAULT_CERT_DIR
+#define TAMISD_DEFAULT_CERT_DIR "/etc/spamassassin/certs"
+#endif
 
 /* ---- options ------------------------------------------------------------------------------- */
 
@@ -68,6 +74,14 @@ typedef struct {
     double quarantine_score; /* --quarantine-score (milter): hold queue at or above; 0 = never */
     bool no_add_headers;     /* --no-add-headers */
     unsigned timeout_mta;    /* --timeout-mta: idle wait for the MTA, seconds */
+    /* TLS on the spamc TCP listeners (tls.c), spamd's names and implications */
+    bool ssl;                /* --ssl: every TCP spamc listener; also "-i ssl:addr" */
+    bool ssl_verify;         /* --ssl-verify (implied by --ssl-ca-file/--ssl-ca-path) */
+    const char *ssl_ca_file; /* --ssl-ca-file: client certificates required, checked */
+    const char *ssl_ca_path; /* --ssl-ca-path */
+    int ssl_port;            /* --ssl-port: default port of TLS listeners; 0 = --port */
+    const char *server_cert; /* --server-cert (default TAMISD_DEFAULT_CERT_DIR/server-cert.pem) */
+    const char *server_key;  /* --server-key (default .../server-key.pem) */
 } tamisd_opts_t;
 
 /* Parses argv into o. Returns 0 to run, 1 when done (help/version printed: exit 0), or -1 on a
@@ -107,11 +121,15 @@ void tamisd_addr_str(const struct sockaddr *sa, char *buf, size_t len, int *port
 
 typedef enum { TAMISD_KIND_SPAMC = 0, TAMISD_KIND_MILTER, TAMISD_KIND_SMTP } tamisd_kind_t;
 
+typedef struct tamisd_tls_ctx tamisd_tls_ctx_t;
+
 typedef struct {
     int fd;
     bool is_unix;
     char name[128]; /* for logs */
     tamisd_kind_t kind;
+    bool want_tls;         /* set by tamisd_listen_all (--ssl, "ssl:" prefix) */
+    tamisd_tls_ctx_t *tls; /* borrowed; non-NULL: this spamc listener speaks TLS (main.c) */
 } tamisd_listener_t;
 
 /* Binds and listens on every -i address (or the defaults) and on --socketpath. Fills out (up to
@@ -177,6 +195,47 @@ tamisd_mta_job_t *tamisd_mta_scan(struct server *srv, tamis_buf_t *msg, bool who
                                   void *arg);
 /* The caller goes away: done will not run; the job frees itself. */
 void tamisd_mta_scan_cancel(tamisd_mta_job_t *j);
+
+/* ---- TLS (tls.c) ------------------------------------------------------------------------------
+ * The server side of TLS without any I/O of its own: ciphertext read from the socket is fed in,
+ * plaintext comes out; plaintext to send goes in, ciphertext to write comes out (two memory BIOs).
+ * server.c moves the bytes with libuv, so nothing ever blocks the loop. All loop-thread only
+ * (OpenSSL's error queue is per thread). TLS 1.2 minimum, ECDHE AEAD suites for 1.2, OpenSSL's
+ * defaults for 1.3, server cipher preference, no compression, no renegotiation. */
+
+/* Builds the daemon's one context from o (certificate, key, --ssl-verify CAs). Returns 0, or -1
+ * with err set (unreadable file, key not matching the certificate, ...). *out is the caller's:
+ * tamisd_tls_ctx_free() it after the loop has ended. */
+int tamisd_tls_ctx_new(const tamisd_opts_t *o, tamisd_tls_ctx_t **out, char *err, size_t errlen);
+void tamisd_tls_ctx_free(tamisd_tls_ctx_t *ctx);
+/* --lint: prints the TLS configuration to f and checks it by building a context. Returns the
+ * number of errors (0 when TLS is off). */
+int tamisd_tls_lint(const tamisd_opts_t *o, FILE *f);
+
+typedef struct tamisd_tls tamisd_tls_t;
+typedef enum {
+    TAMISD_TLS_OK = 0,     /* *got plaintext bytes (0: needs more ciphertext) */
+    TAMISD_TLS_EOF = 1,    /* the peer sent close_notify */
+    TAMISD_TLS_ERROR = -1, /* handshake or record failure: err says why; send the alert, close */
+} tamisd_tls_status_t;
+
+/* One connection (server side). Returns NULL when out of memory; free with tamisd_tls_free. */
+tamisd_tls_t *tamisd_tls_new(tamisd_tls_ctx_t *ctx);
+void tamisd_tls_free(tamisd_tls_t *t);
+/* Queues ciphertext read from the peer (copied). Returns 0 or -1 (out of memory). */
+int tamisd_tls_feed(tamisd_tls_t *t, const char *data, size_t len);
+/* Advances the handshake, then decrypts up to cap bytes into buf. Call until *got is 0. */
+tamisd_tls_status_t tamisd_tls_read(tamisd_tls_t *t, char *buf, size_t cap, size_t *got, char *err,
+                                    size_t errlen);
+/* Encrypts p (may be empty) and, with last, a close_notify; appends the records to out. Returns 0,
+ * or -1 before the handshake completed or when out of memory. */
+int tamisd_tls_encrypt(tamisd_tls_t *t, const char *p, size_t n, bool last, tamis_buf_t *out);
+/* Moves the ciphertext waiting to be sent (handshake, tickets, alerts) to the end of out.
+ * Returns 0 or -1 (out of memory). */
+int tamisd_tls_take(tamisd_tls_t *t, tamis_buf_t *out);
+bool tamisd_tls_established(const tamisd_tls_t *t);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" and, when one was verified, " client=/CN=..." */
+void tamisd_tls_describe(const tamisd_tls_t *t, char *buf, size_t len);
 
 /* ---- scan jobs (worker threads) -------------------------------------------------------------- */
 
