@@ -187,6 +187,7 @@ static int add_fields(tamis_msg_t *m, GMimeHeaderList *hl, tamis_header_t *h, si
     for (int i = 0; i < cnt; i++) {
         if (*n >= cap) {
             tamis__set_flag(m, "truncated_header");
+            tamis__set_flag(m, "header_limit");
             break;
         }
         GMimeHeader *gh = g_mime_header_list_get_header_at(hl, i);
