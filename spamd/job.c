@@ -112,6 +112,22 @@ static int reply_body(tamis_scan_t *s, tamis_verb_t verb, tamis_buf_t *body)
     }
 }
 
+/* The rule-matching budget: the rule set's time_limit, and within --timeout-child's time left
+ * (budget_ms) a margin, so that the verdict from the rules that ran is sent before the child
+ * timer gives up on the connection (spamc would then pass the message unscanned). */
+static double rules_budget_ms(const tamisd_scan_t *j)
+{
+    const tamis_conf_t *c = tamis_rules_conf(j->rs);
+    double b = c && c->time_limit > 0 ? c->time_limit * 1000.0 : 0;
+    if (j->budget_ms > 0) {
+        double margin = j->budget_ms / 10 > 1000 ? 1000 : j->budget_ms / 10;
+        double child = j->budget_ms - margin > 1 ? j->budget_ms - margin : 1;
+        if (b <= 0 || child < b)
+            b = child;
+    }
+    return b;
+}
+
 /* lim (caller's storage) lets a message up to --max-size through the parser's own size limit. */
 static void scan_opts(const tamisd_scan_t *j, tamis_scan_opts_t *o, tamis_msg_limits_t *lim)
 {
@@ -124,7 +140,7 @@ static void scan_opts(const tamisd_scan_t *j, tamis_scan_opts_t *o, tamis_msg_li
     o->remote_host = j->remote_host;
     o->user = j->user;
     o->local_only = j->local;
-    o->run.time_budget_ms = j->budget_ms;
+    o->run.time_budget_ms = rules_budget_ms(j);
     o->bayes = bayes_handle(j->user);
 }
 
@@ -172,8 +188,20 @@ static void tell_run(tamisd_scan_t *j)
             did_remove |= TAMIS_TELL_LOCAL;
     }
     tamis_msg_free(m);
-    if (rc < 0)
+    if (rc < 0) {
+        /* A failed write (full disk, store error) must not look like "already learned": spamc
+         * reports the error reply and exits non-zero, so the caller can retry later. */
         tamisd_log(TAMISD_LOG_ERR, "conn=%s: tell: learning failed: %s", j->id ? j->id : "", err);
+        char text[300];
+        snprintf(text, sizeof text, "TELL failed: %s", err);
+        for (char *p = text; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+        j->rc = tamis_proto_reply_error(&j->reply, TAMIS_EX_TEMPFAIL, text);
+        tamis_buf_printf(&j->log, "tell: user=%s class=%s failed: %s", j->user ? j->user : "",
+                         j->tell_class ? j->tell_class : "", err);
+        return;
+    }
     j->rc = tamis_proto_reply_tell(&j->reply, did_set, did_remove);
     tamis_buf_printf(&j->log,
                      "tell: user=%s class=%s set=%s%s remove=%s%s did_set=%s did_remove=%s",
@@ -214,6 +242,13 @@ void tamisd_scan_run(tamisd_scan_t *j)
         };
         j->rc = tamis_proto_reply(&j->reply, j->verb, j->version, &v);
         tamis_scan_log_line(s, j->id, &j->log);
+        if (tamis_scan_limits(s)) { /* fail-safe verdict: say which limit cut the scan short */
+            tamis_buf_t l;
+            tamis_buf_init(&l, 4096);
+            if (tamis_scan_limits_log_line(s, j->id, &l) == 0)
+                tamisd_log(TAMISD_LOG_WARN, "%s", l.data);
+            tamis_buf_free(&l);
+        }
     } else {
         snprintf(j->err, sizeof j->err, "building the %s reply failed: %s",
                  tamis_proto_verb_name(j->verb), tamis_strerror(j->rc));

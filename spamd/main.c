@@ -357,6 +357,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 64;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the write (EFBIG) instead of killing us */
     const char *where = o.syslog_facility;
     if (!where && o.daemonize)
         where = "mail"; /* spamd's default facility */

@@ -62,6 +62,8 @@ typedef struct {
 typedef struct tamis_conf {
     /* scoring */
     double required_score; /* required_score / required_hits, default 5 */
+    double time_limit;     /* seconds a scan may take before the remaining rules are skipped
+                              (TIME_LIMIT_EXCEEDED); default 300, as SpamAssassin */
 
     /* marking (spec-protocol §6) */
     int report_safe;            /* 0, 1, 2; default 1 */

@@ -209,7 +209,8 @@ const char *tamis_msg_html_text(const tamis_msg_t *m, const char *area);
  * name also answers 1. Parse flags (check_msg_parse_flags): "missing_head_body_separator",
  * "missing_mime_head_body_separator", "missing_mime_headers", "truncated_header",
  * "mime_epilogue_exists", "mimepart_limit_exceeded", "mime_missing_boundary", plus Tamis's own
- * "multipart_without_boundary", "mime_depth_limit", "decoded_bytes_limit", "uri_limit".
+ * "multipart_without_boundary", "mime_depth_limit", "decoded_bytes_limit", "uri_limit",
+ * "header_limit" (more fields than max_headers in one header block; "truncated_header" too).
  * Unknown names give false and 0. */
 bool tamis_msg_mime_stat(const tamis_msg_t *m, const char *name, double *out);
 bool tamis_msg_parse_flag(const tamis_msg_t *m, const char *name);

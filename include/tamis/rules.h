@@ -60,6 +60,12 @@ void tamis_rules_unref(tamis_ruleset_t *rs); /* NULL is a no-op */
 /* The settings loaded with the set (owned by the set). */
 const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs);
 
+/* The score a `score` line gave name in score_set (0-3), for rule-like entries the engine adds
+ * itself (TIME_LIMIT_EXCEEDED, TAMIS_LIMIT_*). False when no `score` line names it; *desc (may
+ * be NULL) gets its `describe` text or NULL either way. Strings are owned by the set. */
+bool tamis_rules_score_of(const tamis_ruleset_t *rs, const char *name, int score_set, double *score,
+                          const char **desc);
+
 /* Counts for logs and --lint: defined rules by type, and the eval functions used by some rule that
  * Tamis does not implement (each listed once, with the rules that use it). */
 size_t tamis_rules_count(const tamis_ruleset_t *rs);

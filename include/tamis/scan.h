@@ -79,4 +79,21 @@ int tamis_scan_expand(const tamis_scan_t *s, const char *template, tamis_buf_t *
 /* One log line (id, verdict, score, hits, milliseconds), without a trailing newline. */
 int tamis_scan_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out);
 
+/* Fail-safe scanning: the limits a scan ran into. The verdict then comes from what finished and
+ * the hit list says so: TIME_LIMIT_EXCEEDED (SpamAssassin's) for the time budget, TAMIS_LIMIT_*
+ * for the others (score 0.001 each unless a `score` line says otherwise; README.md, Failure model).
+ */
+enum {
+    TAMIS_SCAN_LIMIT_TIME = 1 << 0,    /* run.time_budget_ms: the remaining rules were skipped */
+    TAMIS_SCAN_LIMIT_REGEX = 1 << 1,   /* a PCRE2 match/depth limit: counted as no match */
+    TAMIS_SCAN_LIMIT_MIME = 1 << 2,    /* max_mime_depth or max_parts: deeper parts not scanned */
+    TAMIS_SCAN_LIMIT_DECODED = 1 << 3, /* max_decoded_bytes: the rest of the parts not decoded */
+    TAMIS_SCAN_LIMIT_HEADERS = 1 << 4, /* max_headers: later fields not scanned */
+    TAMIS_SCAN_LIMIT_URIS = 1 << 5,    /* max_uris: later URIs not scanned */
+};
+unsigned tamis_scan_limits(const tamis_scan_t *s);
+/* When a limit was hit, one log line naming the message (mid=, id=) and the limits, without a
+ * trailing newline; appends nothing otherwise. */
+int tamis_scan_limits_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out);
+
 #endif

@@ -16,9 +16,51 @@
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
 
+/* GObject creates a class lazily, at the first instance, under its own locks; other threads
+ * then find it through atomics inside uninstrumented GLib. Creating every class the parser can
+ * instantiate here, under pthread_once, makes that hand-over a plain happens-before (no class
+ * is ever first built on a worker thread) and keeps ThreadSanitizer's view exact (scripts/tsan).
+ * The references are kept for the life of the process, as static classes are anyway. */
+static void gmime_classes_ref(void)
+{
+    const GType types[] = {
+        GMIME_TYPE_PARSER,
+        GMIME_TYPE_STREAM_MEM,
+        GMIME_TYPE_STREAM_FILTER,
+        GMIME_TYPE_STREAM_NULL,
+        GMIME_TYPE_STREAM_CAT,
+        GMIME_TYPE_STREAM_BUFFER,
+        GMIME_TYPE_DATA_WRAPPER,
+        GMIME_TYPE_MESSAGE,
+        GMIME_TYPE_PART,
+        GMIME_TYPE_TEXT_PART,
+        GMIME_TYPE_MULTIPART,
+        GMIME_TYPE_MULTIPART_ENCRYPTED,
+        GMIME_TYPE_MULTIPART_SIGNED,
+        GMIME_TYPE_MESSAGE_PART,
+        GMIME_TYPE_MESSAGE_PARTIAL,
+        GMIME_TYPE_APPLICATION_PKCS7_MIME,
+        GMIME_TYPE_HEADER,
+        GMIME_TYPE_HEADER_LIST,
+        GMIME_TYPE_PARAM,
+        GMIME_TYPE_PARAM_LIST,
+        GMIME_TYPE_CONTENT_TYPE,
+        GMIME_TYPE_CONTENT_DISPOSITION,
+        GMIME_TYPE_FILTER_BASIC,
+        GMIME_TYPE_FILTER_CHARSET,
+        GMIME_TYPE_FILTER_DOS2UNIX,
+        GMIME_TYPE_FILTER_UNIX2DOS,
+        GMIME_TYPE_FILTER_BEST,
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (G_TYPE_IS_CLASSED(types[i]))
+            g_type_class_ref(types[i]);
+}
+
 static void gmime_init_once(void)
 {
     g_mime_init();
+    gmime_classes_ref();
 }
 
 typedef struct {
@@ -187,6 +229,7 @@ static int add_fields(tamis_msg_t *m, GMimeHeaderList *hl, tamis_header_t *h, si
     for (int i = 0; i < cnt; i++) {
         if (*n >= cap) {
             tamis__set_flag(m, "truncated_header");
+            tamis__set_flag(m, "header_limit");
             break;
         }
         GMimeHeader *gh = g_mime_header_list_get_header_at(hl, i);

@@ -168,6 +168,7 @@ static int header_finish(tamis_msg_t *m, const char *start, const char *end)
         return 0; /* SpamAssassin drops a field without a colon */
     if (m->headers.n >= m->lim.max_headers) {
         tamis__set_flag(m, "truncated_header");
+        tamis__set_flag(m, "header_limit"); /* ours: tells the count limit from SA's lengths */
         return 0;
     }
     size_t nlen = (size_t)(colon - start);

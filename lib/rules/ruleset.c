@@ -271,6 +271,19 @@ const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs)
     return rs ? rs->conf : NULL;
 }
 
+bool tamis_rules_score_of(const tamis_ruleset_t *rs, const char *name, int score_set, double *score,
+                          const char **desc)
+{
+    const tamis__rule_t *r = rs && name ? tamis__rule_find(rs, name) : NULL;
+    if (desc)
+        *desc = r ? r->desc : NULL;
+    if (!r || !r->scored)
+        return false;
+    if (score)
+        *score = r->score[score_set & 3];
+    return true;
+}
+
 size_t tamis_rules_count(const tamis_ruleset_t *rs)
 {
     if (!rs)

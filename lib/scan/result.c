@@ -173,3 +173,18 @@ int tamis_scan_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out)
     tamis_buf_printf(out, ",autolearn=%s,ms=%.1f", tamis_scan_autolearn(s), s->elapsed_ms);
     return out->err;
 }
+
+int tamis_scan_limits_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out)
+{
+    if (!s || !out)
+        return TAMIS_EINVAL;
+    if (!s->limits)
+        return 0;
+    tamis_buf_puts(out, "limits: mid=");
+    put_mid(s, out);
+    if (id && *id)
+        tamis_buf_printf(out, ",id=%s", id);
+    tamis_buf_puts(out, ": scanned in part, stopped by ");
+    tamis__scan_limits_describe(s, out);
+    return out->err;
+}

@@ -195,6 +195,8 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
         ro.score_set = score_set(s->conf, o, s->bayes.usable);
         if (!rc)
             rc = tamis_rules_run(rs, s->msg, &ro, a, &s->result, err, errlen);
+        if (!rc) /* fail-safe: a limit hit is scored and reported, never fatal (limits.c) */
+            rc = tamis__scan_limits(s, ro.score_set);
     }
     if (!rc) {
         s->score = round3(s->result.score);

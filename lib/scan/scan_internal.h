@@ -95,6 +95,7 @@ struct tamis_scan {
     double elapsed_ms;
 
     tamis__scan_bayes_t bayes;
+    unsigned limits; /* TAMIS_SCAN_LIMIT_* this scan ran into (limits.c) */
 
     /* inputs of tags that need the message or the rules (filled by scan.c or tests) */
     tamis_rules_relays_t relays;    /* strings "" when unknown */
@@ -163,6 +164,14 @@ void tamis__scan_bayes_finish(tamis_scan_t *s, const tamis_scan_opts_t *o);
 /* AutoLearnThreshold's decision: 1 spam, 0 ham, -1 no learning. */
 int tamis__scan_autolearn_decide(const tamis_conf_t *c, const tamis_rules_result_t *r,
                                  bool is_spam);
+
+/* ---- limits.c ------------------------------------------------------------------------------- */
+
+/* After the rules ran: records in s->limits which limits the scan hit and adds their
+ * TAMIS_LIMIT_* entries (score 0.001 unless the rule set scores them) to s->result. ENOMEM only. */
+int tamis__scan_limits(tamis_scan_t *s, int score_set);
+/* "regex match/depth limit (3 matches stopped), MIME depth/part count": appended to out. */
+int tamis__scan_limits_describe(const tamis_scan_t *s, tamis_buf_t *out);
 
 /* ---- rewrite.c ------------------------------------------------------------------------------ */
 

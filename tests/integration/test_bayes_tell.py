@@ -45,7 +45,7 @@ def spamc(port, args, data, timeout=60):
 
 
 def wait_port(port, proc):
-    for _ in range(200):
+    for _ in range(1200):  # 60 s: compiling the rules takes long under ThreadSanitizer
         if proc.poll() is not None:
             return False
         try:
