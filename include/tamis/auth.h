@@ -66,6 +66,10 @@ typedef struct {
     const char *algorithm; /* "rsa-sha256", "rsa-sha1", "ed25519-sha256" */
     unsigned key_bits;    /* RSA modulus bits (0 for ed25519 or when no key) */
     const char *reason;   /* short text for the header comment / report, or NULL */
+    /* Domain of i= (d= when i= is absent), lower case: what SpamAssassin matches against the
+     * author and envelope domains (DKIM_VALID_AU, DKIM_VALID_EF). NULL when the tags did not
+     * parse. */
+    const char *identity_domain;
 } tamis_dkim_sig_t;
 
 typedef enum {
@@ -81,7 +85,14 @@ typedef struct {
     /* DKIM: every signature (at most 16 are verified), in header order. */
     const tamis_dkim_sig_t *sigs;
     size_t sig_count;
-    /* DMARC for the author (From:) domain. status NONE with has_record false = no record. */
+    /* Whether DKIM was checked at all (false with skip_dkim, no_dns or no resolver): the DKIM
+     * evals never hit without it, as SpamAssassin's plugin does nothing without DNS. */
+    bool dkim_checked;
+    /* DMARC for the author (From:) domain. status NONE with has_record false = no record.
+     * dmarc_checked is false when DMARC was not evaluated (skip_dmarc, no DNS, no From: domain,
+     * or no client_ip: SpamAssassin needs an external relay); then no DMARC eval hits, not even
+     * check_dmarc_missing. */
+    bool dmarc_checked;
     tamis_auth_status_t dmarc;
     bool dmarc_has_record;
     tamis_dmarc_policy_t dmarc_policy; /* p= or sp=, after pct= sampling */
