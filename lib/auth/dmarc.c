@@ -47,7 +47,9 @@ int tamis__dmarc_parse(const char *txt, size_t n, tamis__dmarc_rec_t *out)
         return TAMIS_EPARSE;
     if (tamis__taglist_parse(txt, n, tags, TAMIS__TAG_MAX, &count) || count == 0)
         return TAMIS_EPARSE;
-    const tamis__tag_t *t;
+    const tamis__tag_t *t = &tags[0];
+    if (!slice_ieq(t->name, "v") || !slice_ieq(t->value, "DMARC1"))
+        return TAMIS_EPARSE;
     if ((t = tamis__tag_find(tags, count, "p")) != NULL)
         out->valid_p = policy_of(t->value, &out->p);
     if ((t = tamis__tag_find(tags, count, "sp")) != NULL)
