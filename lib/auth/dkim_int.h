@@ -36,7 +36,9 @@ int tamis__taglist_parse(const char *s, size_t n, tamis__tag_t *tags, size_t max
 /* The value of tag name, or NULL. */
 const tamis__tag_t *tamis__tag_find(const tamis__tag_t *tags, size_t count, const char *name);
 
-/* Base64 with FWS ignored (RFC 6376 §2.4). out must hold 3*(n/4)+3 bytes. -1 on bad input. */
+/* Base64 with FWS ignored (RFC 6376 §2.4); decoding stops at the first "=" (what follows is
+ * ignored, as Perl's MIME::Base64 does for Mail::DKIM). out must hold 3*(n/4)+3 bytes. -1 on a
+ * character outside the alphabet or a lone trailing sextet. */
 long tamis__dkim_b64_decode(const char *s, size_t n, unsigned char *out);
 
 /* ---- DKIM-Signature --------------------------------------------------------------------------- */

@@ -49,7 +49,7 @@ static void test_b64(void **state)
     unsigned char out[16];
     assert_int_equal(tamis__dkim_b64_decode("aGVs\r\n bG8=", 11, out), 5);
     assert_memory_equal(out, "hello", 5);
-    assert_int_equal(tamis__dkim_b64_decode("aGVsbG8=x", 9, out), -1);
+    assert_int_equal(tamis__dkim_b64_decode("aGVsbG8=x", 9, out), 5); /* as Perl's decoder */
     assert_int_equal(tamis__dkim_b64_decode("a", 1, out), -1);
     assert_int_equal(tamis__dkim_b64_decode("a$==", 4, out), -1);
 }
