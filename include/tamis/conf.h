@@ -112,6 +112,10 @@ typedef struct tamis_conf {
     bool skip_rbl_checks;                           /* default 0 */
     double rbl_timeout;                             /* default 15 */
 
+    /* mail authentication (lib/auth, docs/auth.md) */
+    bool authres_header;   /* default 0: add Authentication-Results (RFC 8601) in PROCESS/HEADERS */
+    char *authres_serv_id; /* its authserv-id; "" (default) = the host name */
+
     /* Settings the table knows but Tamis does not act on yet, kept for --lint and the dump. */
     void *internal; /* private to lib/conf */
 } tamis_conf_t;

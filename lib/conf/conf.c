@@ -726,6 +726,9 @@ static const setting_t settings[] = {
     UINT("bayes_min_spam_num", bayes_min_spam_num, 200, 0, 1e9, "spam needed before Bayes is used"),
     BOOL("skip_rbl_checks", skip_rbl_checks, 0, "no DNS blocklist lookups"),
     NUM("rbl_timeout", rbl_timeout, 15, 0, 1e6, "DNS blocklist wait in seconds"),
+    BOOL("authres_header", authres_header, 0,
+         "add an Authentication-Results header (SPF, DKIM, DMARC) to PROCESS/HEADERS output"),
+    STR("authres_serv_id", authres_serv_id, "authserv-id of that header (default: the host name)"),
 };
 
 /* Settings SpamAssassin 4.0.1 (Conf.pm and its plugins) knows that Tamis accepts without acting
@@ -1221,11 +1224,12 @@ static int set_defaults(tamis_conf_t *c)
     c->report_safe = 1;
     c->report_charset = cstr(c, "UTF-8");
     c->report_hostname = cstr(c, "");
+    c->authres_serv_id = cstr(c, "");
     c->report_contact = cstr(c, "the administrator of that system");
     c->report_template = cstr(c, "");
     c->unsafe_report_template = cstr(c, "");
-    if (!c->report_charset || !c->report_hostname || !c->report_contact || !c->report_template ||
-        !c->unsafe_report_template)
+    if (!c->report_charset || !c->report_hostname || !c->authres_serv_id || !c->report_contact ||
+        !c->report_template || !c->unsafe_report_template)
         return TAMIS_ENOMEM;
     /* The four headers of SA's 10_default_prefs.cf, present even when no file sets them. */
     int rc = header_add(c, TAMIS_CONF_ALL, "Checker-Version",

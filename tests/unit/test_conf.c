@@ -45,6 +45,8 @@ static void test_defaults(void **state)
     assert_non_null(strstr(header(c, "Status", TAMIS_CONF_HAM)->template, "tests=_TESTS_"));
     assert_null(c->rewrite_subject);
     assert_false(c->trusted_networks.set);
+    assert_false(c->authres_header);
+    assert_string_equal(c->authres_serv_id, "");
     tamis_conf_free(c);
     tamis_conf_free(NULL);
 }
@@ -58,6 +60,10 @@ static void test_scalars(void **state)
     assert_float_equal(c->required_score, 6.5, 0);
     assert_int_equal(apply(c, "required_hits", "4", d), TAMIS_CONF_APPLIED);
     assert_float_equal(c->required_score, 4, 0);
+    assert_int_equal(apply(c, "authres_header", "1", d), TAMIS_CONF_APPLIED);
+    assert_true(c->authres_header);
+    assert_int_equal(apply(c, "authres_serv_id", "mx.example.org", d), TAMIS_CONF_APPLIED);
+    assert_string_equal(c->authres_serv_id, "mx.example.org");
     /* a bad value warns and keeps the old one */
     assert_int_equal(apply(c, "required_score", "lots", d), TAMIS_CONF_APPLIED);
     assert_float_equal(c->required_score, 4, 0);
