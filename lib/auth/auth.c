@@ -891,26 +891,34 @@ int tamis_auth_results_header(const tamis_auth_result_t *r, const char *authserv
     size_t col = out->len - start;
     if (n == 0)
         tamis_buf_puts(out, "; none");
-    /* fold between words, never past column 78 when a word fits on a line at all */
-    for (size_t i = 0; i < n; i++) {
+    /* fold between words, never past column 78 unless a single word is longer; the ';' that
+     * ends an item travels with its last word */
+    if (n)
         tamis_buf_putc(out, ';');
-        col++;
+    col++;
+    for (size_t i = 0; i < n; i++) {
         const char *p = items[i].data ? items[i].data : "";
         while (*p) {
             const char *sp = strchr(p, ' ');
             size_t wl = sp ? (size_t)(sp - p) : strlen(p);
-            if (col + 1 + wl > 78) {
+            const char *next = p + wl;
+            while (*next == ' ')
+                next++;
+            bool last = !*next && i + 1 < n;
+            if (col + 1 + wl + (last ? 1 : 0) > 78 && col > 8) {
                 tamis_buf_puts(out, "\n\t");
                 col = 8;
-            } else {
+            } else if (col > 8) { /* col 8 only right after a fold */
                 tamis_buf_putc(out, ' ');
                 col++;
             }
             tamis_buf_append(out, p, wl);
             col += wl;
-            p += wl;
-            while (*p == ' ')
-                p++;
+            if (last) {
+                tamis_buf_putc(out, ';');
+                col++;
+            }
+            p = next;
         }
         if (items[i].err)
             out->err = items[i].err;
