@@ -43,8 +43,7 @@ static const char rsa_key[] =
     "v=DKIM1; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCYN4fCrRIXRyjM/iwFDp69imaHoiVdXAVkTriXmyh"
     "WLp31EBwfRHoGdltWnp9EVEsZtu04om2tojiDqRRJ+Pok4N6Wg6px6MMMd+ZJb11C1mDP+L4GlyRdH81WbxfK4/uPX"
     "fWnp/Q6XG+jFkBTnjOmGjTbIT4rddVrp9fAAaYWwQIDAQAB";
-static const char ed_key[] =
-    "v=DKIM1; k=ed25519; p=xHKta/VpSQm681hTKHcyL4TizXLe9kp8Drs3iOrzyb0=";
+static const char ed_key[] = "v=DKIM1; k=ed25519; p=xHKta/VpSQm681hTKHcyL4TizXLe9kp8Drs3iOrzyb0=";
 
 static tamis_net_answer_t answers[16];
 static const char *txt[16][1];
@@ -97,10 +96,13 @@ static void check_message(const char *data, size_t size)
         const tamis_auth_result_t *r = tamis_auth_finish(a);
         if (!r || r != tamis_auth_finish(a) || r->sig_count > TAMIS__DKIM_MAX_SIGS)
             abort();
-        static const char *const fns[] = {"check_dkim_signed", "check_dkim_valid",
+        static const char *const fns[] = {"check_dkim_signed",
+                                          "check_dkim_valid",
                                           "check_dkim_valid_author_sig",
-                                          "check_dkim_valid_envelopefrom", "check_dmarc_pass",
-                                          "check_dmarc_reject", "check_dmarc_missing"};
+                                          "check_dkim_valid_envelopefrom",
+                                          "check_dmarc_pass",
+                                          "check_dmarc_reject",
+                                          "check_dmarc_missing"};
         for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
             bool known;
             (void)tamis_auth_eval(r, fns[i], NULL, 0, &known);
@@ -122,7 +124,8 @@ static void check_message(const char *data, size_t size)
                     continue;
                 }
                 col++;
-                if (c != ' ' && c != '\t' && (i == 0 || h.data[i - 1] == ' ' || h.data[i - 1] == '\t'))
+                if (c != ' ' && c != '\t' &&
+                    (i == 0 || h.data[i - 1] == ' ' || h.data[i - 1] == '\t'))
                     words++;
                 if (col > 78 && words > 1)
                     abort();

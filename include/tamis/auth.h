@@ -88,6 +88,10 @@ typedef struct {
     /* Whether DKIM was checked at all (false with skip_dkim, no_dns or no resolver): the DKIM
      * evals never hit without it, as SpamAssassin's plugin does nothing without DNS. */
     bool dkim_checked;
+    /* The author domain's signing practice for check_dkim_adsp (the letters of
+     * tamis_auth_adsp_t), or 0 when none applies: DKIM not checked, no usable author domain, a
+     * valid author signature, or its key lookup failed temporarily. */
+    char adsp;
     /* DMARC for the author (From:) domain. status NONE with has_record false = no record.
      * dmarc_checked is false when DMARC was not evaluated (skip_dmarc, no DNS, no From: domain,
      * or no client_ip: SpamAssassin needs an external relay); then no DMARC eval hits, not even
@@ -102,6 +106,14 @@ typedef struct {
 
 /* ---- the check ------------------------------------------------------------------------------- */
 
+/* One adsp_override entry (SpamAssassin's DKIM plugin): domain in lower case, exact or a
+ * wildcard "*.example.com" (subdomains) or "*" (everything); practice is SpamAssassin's letter:
+ * 'N' nxdomain, 'U' unknown, 'A' all, 'D' discardable, '1' '2' '3' custom_low/med/high. */
+typedef struct {
+    const char *domain;
+    char practice;
+} tamis_auth_adsp_t;
+
 typedef struct {
     /* From the first untrusted relay (SpamAssassin's choice) and the envelope-sender finder of the
      * scan layer. client_ip NULL = SPF not checked (all relays trusted, or none parsed). */
@@ -111,6 +123,11 @@ typedef struct {
     bool no_dns;   /* local tests only: DKIM_SIGNED-style results only, no lookups */
     bool skip_spf, skip_dkim, skip_dmarc;
     double now;    /* seconds since the epoch, for DKIM t=/x= (0 = time(NULL)) */
+    /* ADSP (RFC 5617, historic) as SpamAssassin still applies it: the conf's adsp_override
+     * entries (tamis_conf_t.adsp_override, same layout); a domain without one is looked up
+     * (_adsp._domainkey TXT, and the domain itself for NXDOMAIN). */
+    const tamis_auth_adsp_t *adsp_override;
+    size_t adsp_override_count;
 } tamis_auth_input_t;
 
 typedef struct tamis_auth tamis_auth_t;
@@ -128,9 +145,9 @@ const tamis_auth_result_t *tamis_auth_finish(tamis_auth_t *a);
  * check_for_spf_{pass,neutral,none,fail,softfail,permerror,temperror},
  * check_for_spf_helo_{…the same…}, check_dkim_signed([domain…]), check_dkim_valid([domain…]),
  * check_dkim_valid_author_sig, check_dkim_valid_envelopefrom, check_dkim_dependable,
- * check_dkim_testing, check_for_dkim_whitelist…-style functions it knows, and
- * check_dmarc_{pass,reject,quarantine,none,missing}. *known is set false for a name it does not
- * implement. Returns whether the rule hits. */
+ * check_dkim_testing, check_dkim_adsp(practices[, domain…]), check_dkim_signall,
+ * check_dkim_signsome, check_dkim_verified, and check_dmarc_{pass,reject,quarantine,none,missing}.
+ * *known is set false for a name it does not implement. Returns whether the rule hits. */
 bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char *const *args,
                      size_t nargs, bool *known);
 

@@ -59,6 +59,13 @@ typedef struct {
     tamis_addr_list_t list;
 } tamis_named_list_t;
 
+/* adsp_override (SpamAssassin's DKIM plugin): domain in lower case, exact or "*.parent" / "*";
+ * practice 'N' 'U' 'A' 'D' '1' '2' '3' (same layout as tamis_auth_adsp_t in tamis/auth.h). */
+typedef struct {
+    char *domain;
+    char practice;
+} tamis_conf_adsp_t;
+
 typedef struct tamis_conf {
     /* scoring */
     double required_score; /* required_score / required_hits, default 5 */
@@ -115,6 +122,8 @@ typedef struct tamis_conf {
     /* mail authentication (lib/auth, docs/auth.md) */
     bool authres_header;   /* default 0: add Authentication-Results (RFC 8601) in PROCESS/HEADERS */
     char *authres_serv_id; /* its authserv-id; "" (default) = the host name */
+    tamis_conf_adsp_t *adsp_override; /* a later entry for a domain replaces the earlier one */
+    size_t adsp_override_count;
 
     /* Settings the table knows but Tamis does not act on yet, kept for --lint and the dump. */
     void *internal; /* private to lib/conf */

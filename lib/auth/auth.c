@@ -47,7 +47,8 @@ const char *tamis_auth_status_name(tamis_auth_status_t s)
     return "none";
 }
 
-/* ---- the DNS adapter over a tamis_net batch ---------------------------------------------------- */
+/* ---- the DNS adapter over a tamis_net batch ----------------------------------------------------
+ */
 
 typedef struct {
     tamis_net_batch_t *b;
@@ -129,6 +130,9 @@ struct tamis_auth {
     /* DMARC */
     const char *org;
     lookup_t dmarc_at, dmarc_org;
+    /* ADSP: the override that applies, else the two lookups */
+    char adsp_override;
+    lookup_t adsp_rec, adsp_dom;
 };
 
 static bool lookup_start(tamis_auth_t *a, lookup_t *l, const char *name)
@@ -167,9 +171,9 @@ static int body_hash(sig_state_t *st, sig_state_t *prev, size_t nprev, tamis_sli
     const tamis__dkim_sig_t *s = &st->sig;
     for (size_t i = 0; i < nprev; i++) {
         const tamis__dkim_sig_t *p = &prev[i].sig;
-        if (prev[i].parsed && !prev[i].early && prev[i].bodyhash_len &&
-            sig_md(p) == sig_md(s) && p->body_relaxed == s->body_relaxed &&
-            p->has_l == s->has_l && (!s->has_l || p->l == s->l)) {
+        if (prev[i].parsed && !prev[i].early && prev[i].bodyhash_len && sig_md(p) == sig_md(s) &&
+            p->body_relaxed == s->body_relaxed && p->has_l == s->has_l &&
+            (!s->has_l || p->l == s->l)) {
             memcpy(st->bodyhash, prev[i].bodyhash, prev[i].bodyhash_len);
             st->bodyhash_len = prev[i].bodyhash_len;
             return 0;
@@ -310,8 +314,8 @@ static int header_data(tamis_auth_t *a, const sig_state_t *st, tamis_buf_t *out)
         }
     }
     size_t len;
-    char *self = tamis__dkim_strip_b(st->field->pristine.ptr, st->field->pristine.len, a->arena,
-                                     &len);
+    char *self =
+        tamis__dkim_strip_b(st->field->pristine.ptr, st->field->pristine.len, a->arena, &len);
     if (!self)
         return TAMIS_ENOMEM;
     tamis__dkim_canon_header(self, len, st->sig.hdr_relaxed, true, out);
@@ -494,6 +498,104 @@ static void dmarc_eval(tamis_auth_t *a)
     r->dmarc_policy = eff;
 }
 
+/* ---- ADSP ------------------------------------------------------------------------------------ */
+
+/* SpamAssassin only considers author domains ending in a label of two or more letters/hyphens. */
+static bool adsp_domain_ok(const char *d)
+{
+    const char *dot = strrchr(d, '.');
+    if (!dot || dot == d || strlen(dot + 1) < 2)
+        return false;
+    for (const char *p = dot + 1; *p; p++)
+        if (!isalpha((unsigned char)*p) && *p != '-')
+            return false;
+    return true;
+}
+
+/* The override for d: the exact domain, then "*.parent" for each parent, then "*" (the order of
+ * SpamAssassin's lookups in its adsp_override hash). */
+static char adsp_find_override(const tamis_auth_input_t *in, const char *d)
+{
+    for (size_t i = 0; i < in->adsp_override_count; i++)
+        if (in->adsp_override[i].domain && strcasecmp(in->adsp_override[i].domain, d) == 0)
+            return in->adsp_override[i].practice;
+    for (const char *p = strchr(d, '.'); p; p = strchr(p + 1, '.')) {
+        for (size_t i = 0; i < in->adsp_override_count; i++) {
+            const char *o = in->adsp_override[i].domain;
+            if (o && o[0] == '*' && o[1] == '.' && strcasecmp(o + 2, p + 1) == 0)
+                return in->adsp_override[i].practice;
+        }
+    }
+    for (size_t i = 0; i < in->adsp_override_count; i++)
+        if (in->adsp_override[i].domain && strcmp(in->adsp_override[i].domain, "*") == 0)
+            return in->adsp_override[i].practice;
+    return 0;
+}
+
+static int adsp_start(tamis_auth_t *a)
+{
+    const char *d = a->res.author_domain;
+    if (!d || !adsp_domain_ok(d))
+        return 0;
+    a->adsp_override = adsp_find_override(&a->in, d);
+    if (a->adsp_override || !a->have_dns)
+        return 0;
+    char *n = tamis_arena_printf(a->arena, "_adsp._domainkey.%s", d);
+    if (!n)
+        return TAMIS_ENOMEM;
+    lookup_start(a, &a->adsp_rec, n);
+    lookup_start(a, &a->adsp_dom, d); /* any type: only NXDOMAIN matters */
+    return 0;
+}
+
+/* Mail::DKIM's AuthorDomainPolicy: the "dkim=" of an ADSP record, else NXDOMAIN of the domain
+ * ('N'), else unknown; no answer is unknown too. */
+static void adsp_eval(tamis_auth_t *a)
+{
+    tamis_auth_result_t *r = &a->res;
+    const char *d = r->author_domain;
+    if (!r->dkim_checked || !d || !adsp_domain_ok(d))
+        return;
+    for (size_t i = 0; i < r->sig_count; i++) {
+        const tamis_dkim_sig_t *s = &r->sigs[i];
+        const char *sdid = s->identity_domain ? s->identity_domain : s->domain;
+        if (!sdid || strcasecmp(sdid, d) != 0)
+            continue;
+        if (s->status == TAMIS_AUTH_PASS && (s->key_bits == 0 || s->key_bits >= MIN_KEY_BITS))
+            return; /* a valid author domain signature */
+        if (s->status == TAMIS_AUTH_TEMPERROR)
+            return; /* its key lookup failed: ignored */
+    }
+    if (a->adsp_override) {
+        r->adsp = a->adsp_override;
+        return;
+    }
+    r->adsp = 'U';
+    const tamis_net_answer_t *ans = lookup_wait(a, &a->adsp_rec);
+    if (!ans)
+        return;
+    if (ans->status == TAMIS_NET_OK && ans->strs) {
+        for (size_t i = 0; i < ans->count; i++) {
+            tamis__tag_t tags[TAMIS__TAG_MAX];
+            size_t n;
+            const char *t = ans->strs[i];
+            if (tamis__taglist_parse(t, strlen(t), tags, TAMIS__TAG_MAX, &n) != 0)
+                continue;
+            const tamis__tag_t *dk = tamis__tag_find(tags, n, "dkim");
+            if (!dk)
+                continue;
+            if (dk->value.len == 3 && strncasecmp(dk->value.ptr, "all", 3) == 0)
+                r->adsp = 'A';
+            else if (dk->value.len == 11 && strncasecmp(dk->value.ptr, "discardable", 11) == 0)
+                r->adsp = 'D';
+            return;
+        }
+    }
+    const tamis_net_answer_t *dom = lookup_wait(a, &a->adsp_dom);
+    if (dom && dom->status == TAMIS_NET_NXDOMAIN)
+        r->adsp = 'N';
+}
+
 /* ---- start / finish ------------------------------------------------------------------------ */
 
 static const char *domain_of(const char *addr, tamis_arena_t *arena)
@@ -597,6 +699,8 @@ int tamis_auth_start(const tamis_msg_t *m, const tamis_auth_input_t *in,
     if (!rc && !in->skip_dkim) {
         rc = dkim_start(a, tamis_msg_pristine_body(m), now);
         a->res.dkim_checked = a->have_dns;
+        if (!rc && a->have_dns)
+            rc = adsp_start(a);
     }
     /* DMARC needs an external relay (SpamAssassin's condition) and an author domain. */
     if (!rc && !in->skip_dmarc && a->have_dns && in->client_ip && in->client_ip[0] &&
@@ -635,6 +739,7 @@ const tamis_auth_result_t *tamis_auth_finish(tamis_auth_t *a)
         dkim_verify_one(a, &a->st[i], &a->pub[i]);
     r->sigs = a->pub;
     r->sig_count = a->nsig;
+    adsp_eval(a);
     dmarc_eval(a);
     return r;
 }
@@ -714,8 +819,8 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
     /* SPF */
     if (strncmp(func, "check_for_spf_helo_", 19) == 0) {
         const char *w = func + 19;
-        static const char *const ok[] = {"pass", "neutral", "none", "fail", "softfail",
-                                         "permerror", "temperror"};
+        static const char *const ok[] = {"pass",     "neutral",   "none",     "fail",
+                                         "softfail", "permerror", "temperror"};
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
             if (strcmp(w, ok[i]) == 0)
                 return spf_is(r->spf_helo, r->spf_helo_domain, w);
@@ -724,8 +829,8 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
     }
     if (strncmp(func, "check_for_spf_", 14) == 0) {
         const char *w = func + 14;
-        static const char *const ok[] = {"pass", "neutral", "none", "fail", "softfail",
-                                         "permerror", "temperror"};
+        static const char *const ok[] = {"pass",     "neutral",   "none",     "fail",
+                                         "softfail", "permerror", "temperror"};
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
             if (strcmp(w, ok[i]) == 0)
                 return spf_is(r->spf_mailfrom, r->spf_mailfrom_domain, w);
@@ -737,7 +842,8 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
     for (size_t i = 0; i < r->sig_count; i++)
         any_valid |= sig_valid(&r->sigs[i]);
     if (strcmp(func, "check_dkim_signed") == 0)
-        return r->dkim_checked && r->sig_count && (!nargs || signed_by(r, false, NULL, args, nargs));
+        return r->dkim_checked && r->sig_count &&
+               (!nargs || signed_by(r, false, NULL, args, nargs));
     if (strcmp(func, "check_dkim_valid") == 0 || strcmp(func, "check_dkim_verified") == 0)
         return r->dkim_checked && any_valid && (!nargs || signed_by(r, true, NULL, args, nargs));
     if (strcmp(func, "check_dkim_valid_author_sig") == 0)
@@ -751,9 +857,24 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
     }
     if (strcmp(func, "check_dkim_dependable") == 0)
         return r->dkim_checked; /* no signature is ever truncated here */
-    if (strcmp(func, "check_dkim_adsp") == 0 || strcmp(func, "check_dkim_signsome") == 0 ||
-        strcmp(func, "check_dkim_signall") == 0 || strcmp(func, "check_dkim_testing") == 0)
-        return false; /* ADSP is historic (RFC 8553); SA never sets the testing flag */
+    if (strcmp(func, "check_dkim_signsome") == 0 || strcmp(func, "check_dkim_testing") == 0)
+        return false; /* as SpamAssassin 4.0.1: signsome is redundant, testing never set */
+    if (strcmp(func, "check_dkim_adsp") == 0 || strcmp(func, "check_dkim_signall") == 0) {
+        bool all = func[11] == 's';
+        const char *want = all ? "A" : nargs ? args[0] : NULL;
+        if (!want || !r->adsp || !r->author_domain)
+            return false;
+        if (strcmp(want, "*") == 0)
+            want = "NAD123";
+        if (!strchr(want, r->adsp))
+            return false;
+        if (all || nargs < 2)
+            return true;
+        for (size_t k = 1; k < nargs; k++)
+            if (args[k] && domain_match(r->author_domain, args[k]))
+                return true;
+        return false;
+    }
     /* DMARC */
     if (strncmp(func, "check_dmarc_", 12) == 0) {
         const char *w = func + 12;
@@ -767,8 +888,7 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
         if (strcmp(w, "reject") == 0)
             return r->dmarc == TAMIS_AUTH_FAIL && r->dmarc_policy == TAMIS_DMARC_POLICY_REJECT;
         if (strcmp(w, "quarantine") == 0)
-            return r->dmarc == TAMIS_AUTH_FAIL &&
-                   r->dmarc_policy == TAMIS_DMARC_POLICY_QUARANTINE;
+            return r->dmarc == TAMIS_AUTH_FAIL && r->dmarc_policy == TAMIS_DMARC_POLICY_QUARANTINE;
         if (strcmp(w, "none") == 0)
             return (r->dmarc == TAMIS_AUTH_FAIL || r->dmarc == TAMIS_AUTH_PERMERROR) &&
                    r->dmarc_has_record && r->dmarc_policy == TAMIS_DMARC_POLICY_NONE;
@@ -830,7 +950,8 @@ int tamis_auth_results_header(const tamis_auth_result_t *r, const char *authserv
     size_t n = 0;
     if (r->spf_mailfrom_domain) {
         tamis_buf_init(&items[n], 4096);
-        tamis_buf_printf(&items[n], "spf=%s smtp.mailfrom=", tamis_auth_status_name(r->spf_mailfrom));
+        tamis_buf_printf(&items[n],
+                         "spf=%s smtp.mailfrom=", tamis_auth_status_name(r->spf_mailfrom));
         put_value(&items[n], r->spf_mailfrom_domain);
         n++;
     }

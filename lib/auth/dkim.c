@@ -17,7 +17,8 @@
 
 #include "tamis/core.h"
 
-/* ---- tag lists -------------------------------------------------------------------------------- */
+/* ---- tag lists --------------------------------------------------------------------------------
+ */
 
 static bool is_wsp(char c)
 {
@@ -486,7 +487,8 @@ int tamis__dkim_key_parse(const char *txt, size_t n, tamis_arena_t *arena, tamis
     return 0;
 }
 
-/* ---- canonicalisation ------------------------------------------------------------------------- */
+/* ---- canonicalisation -------------------------------------------------------------------------
+ */
 
 typedef struct {
     tamis__canon_sink sink;
@@ -563,8 +565,7 @@ uint64_t tamis__dkim_canon_body(const char *body, size_t n, bool relaxed, uint64
     return o.total;
 }
 
-void tamis__dkim_canon_header(const char *f, size_t n, bool relaxed, bool no_crlf,
-                              tamis_buf_t *out)
+void tamis__dkim_canon_header(const char *f, size_t n, bool relaxed, bool no_crlf, tamis_buf_t *out)
 {
     /* drop the final line end: we add a CRLF ourselves */
     while (n && (f[n - 1] == '\n' || f[n - 1] == '\r'))

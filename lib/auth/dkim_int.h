@@ -21,7 +21,8 @@
 #define TAMIS__DKIM_MAX_FIELD 65536
 #define TAMIS__DKIM_MAX_SIGS 16
 
-/* ---- tag=value lists (RFC 6376 §3.2) ---------------------------------------------------------- */
+/* ---- tag=value lists (RFC 6376 §3.2) ----------------------------------------------------------
+ */
 
 typedef struct {
     tamis_slice_t name;  /* borrowed from the input */
@@ -41,7 +42,8 @@ const tamis__tag_t *tamis__tag_find(const tamis__tag_t *tags, size_t count, cons
  * character outside the alphabet or a lone trailing sextet. */
 long tamis__dkim_b64_decode(const char *s, size_t n, unsigned char *out);
 
-/* ---- DKIM-Signature --------------------------------------------------------------------------- */
+/* ---- DKIM-Signature ---------------------------------------------------------------------------
+ */
 
 typedef enum {
     TAMIS__DKIM_RSA_SHA1 = 1,
@@ -52,7 +54,7 @@ typedef enum {
 typedef struct {
     tamis__dkim_alg_t alg;
     bool hdr_relaxed, body_relaxed;
-    char *d;        /* lower case */
+    char *d; /* lower case */
     char *s;
     char *i;        /* as written, or NULL */
     char *i_domain; /* lower-case domain of i= (d when i= is absent) */
@@ -75,12 +77,12 @@ int tamis__dkim_sig_parse(const char *v, size_t n, tamis_arena_t *arena, tamis__
 
 /* A key record (RFC 6376 §3.6.1). */
 typedef struct {
-    bool rsa;            /* k=rsa (default) / k=ed25519 */
-    bool revoked;        /* p= empty */
-    bool testing;        /* t=y */
-    bool strict_domain;  /* t=s */
+    bool rsa;                /* k=rsa (default) / k=ed25519 */
+    bool revoked;            /* p= empty */
+    bool testing;            /* t=y */
+    bool strict_domain;      /* t=s */
     bool sha1_ok, sha256_ok; /* h= (both when absent) */
-    unsigned char *key;  /* decoded p= */
+    unsigned char *key;      /* decoded p= */
     size_t keylen;
 } tamis__dkim_key_t;
 
@@ -88,7 +90,8 @@ typedef struct {
 int tamis__dkim_key_parse(const char *txt, size_t n, tamis_arena_t *arena, tamis__dkim_key_t *out,
                           const char **why);
 
-/* ---- canonicalisation (RFC 6376 §3.4) --------------------------------------------------------- */
+/* ---- canonicalisation (RFC 6376 §3.4) ---------------------------------------------------------
+ */
 
 /* Sink for canonicalised bytes. */
 typedef void (*tamis__canon_sink)(void *ctx, const char *p, size_t n);
@@ -107,16 +110,17 @@ void tamis__dkim_canon_header(const char *field, size_t n, bool relaxed, bool no
  * end), for hashing the signature's own header. Allocated in arena; NULL on ENOMEM. */
 char *tamis__dkim_strip_b(const char *field, size_t n, tamis_arena_t *arena, size_t *outlen);
 
-/* ---- DMARC ------------------------------------------------------------------------------------ */
+/* ---- DMARC ------------------------------------------------------------------------------------
+ */
 
 typedef struct {
-    bool valid_p;          /* p= present and one of none/quarantine/reject */
+    bool valid_p; /* p= present and one of none/quarantine/reject */
     tamis_dmarc_policy_t p, sp;
-    bool has_sp;           /* sp= present and valid */
+    bool has_sp; /* sp= present and valid */
     bool adkim_strict, aspf_strict;
-    unsigned pct;          /* 0..100, default 100 */
+    unsigned pct; /* 0..100, default 100 */
     bool has_pct;
-    bool has_rua;          /* rua= with at least one mailto: or https: URI */
+    bool has_rua; /* rua= with at least one mailto: or https: URI */
 } tamis__dmarc_rec_t;
 
 /* Whether a TXT record is a DMARC record at all: it starts with "v=DMARC1" (any case). */

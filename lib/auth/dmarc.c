@@ -90,8 +90,7 @@ int tamis__dmarc_parse(const char *txt, size_t n, tamis__dmarc_rec_t *out)
             tamis_slice_t u = tamis_slice(t->value.ptr + i, j - i);
             while (u.len && isspace((unsigned char)u.ptr[0]))
                 u.ptr++, u.len--;
-            if ((u.len > 7 && strncasecmp(u.ptr, "mailto:", 7) == 0 &&
-                 memchr(u.ptr, '@', u.len)) ||
+            if ((u.len > 7 && strncasecmp(u.ptr, "mailto:", 7) == 0 && memchr(u.ptr, '@', u.len)) ||
                 (u.len > 8 && strncasecmp(u.ptr, "https://", 8) == 0))
                 out->has_rua = true;
             i = j + 1;

@@ -322,6 +322,62 @@ static int h_copy_headers(tamis_conf_t *c, const char *key, const char *v)
     return 0;
 }
 
+/* adsp_override DOMAIN [nxdomain|unknown|all|discardable|custom_low|custom_med|custom_high]:
+ * discardable when the practice is left out, as SpamAssassin's DKIM plugin. */
+static int h_adsp_override(tamis_conf_t *c, const char *key, const char *v)
+{
+    (void)key;
+    const char *p = v;
+    if (*p == '@')
+        p++;
+    const char *ds = p;
+    while (*p && (isalnum((unsigned char)*p) || strchr("*._-", *p)))
+        p++;
+    size_t dl = (size_t)(p - ds);
+    if (dl == 0 || (*p && !isspace((unsigned char)*p)))
+        return TAMIS_EINVAL;
+    while (isspace((unsigned char)*p))
+        p++;
+    static const struct {
+        const char *name;
+        char letter;
+    } practices[] = {{"nxdomain", 'N'},    {"unknown", 'U'},    {"all", 'A'},
+                     {"discardable", 'D'}, {"custom_low", '1'}, {"custom_med", '2'},
+                     {"custom_high", '3'}};
+    char letter = 'D';
+    if (*p) {
+        size_t pl = strlen(p);
+        while (pl && isspace((unsigned char)p[pl - 1]))
+            pl--;
+        letter = 0;
+        for (size_t i = 0; i < sizeof(practices) / sizeof(practices[0]); i++)
+            if (strlen(practices[i].name) == pl && strncasecmp(p, practices[i].name, pl) == 0)
+                letter = practices[i].letter;
+        if (!letter)
+            return TAMIS_EINVAL;
+    }
+    char *dom = cstrn(c, ds, dl);
+    if (!dom)
+        return TAMIS_ENOMEM;
+    for (char *q = dom; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    for (size_t i = 0; i < c->adsp_override_count; i++)
+        if (strcmp(c->adsp_override[i].domain, dom) == 0) {
+            c->adsp_override[i].practice = letter;
+            return 0;
+        }
+    if (c->adsp_override_count >= MAX_LIST_ITEMS)
+        return TAMIS_ELIMIT;
+    tamis_conf_adsp_t *a = realloc(c->adsp_override, (c->adsp_override_count + 1) * sizeof(*a));
+    if (!a)
+        return TAMIS_ENOMEM;
+    c->adsp_override = a;
+    a[c->adsp_override_count].domain = dom;
+    a[c->adsp_override_count].practice = letter;
+    c->adsp_override_count++;
+    return 0;
+}
+
 /* ---- networks ---------------------------------------------------------------------------------
  */
 
@@ -729,13 +785,13 @@ static const setting_t settings[] = {
     BOOL("authres_header", authres_header, 0,
          "add an Authentication-Results header (SPF, DKIM, DMARC) to PROCESS/HEADERS output"),
     STR("authres_serv_id", authres_serv_id, "authserv-id of that header (default: the host name)"),
+    FN("adsp_override", h_adsp_override, "DKIM signing practice assumed for an author domain"),
 };
 
 /* Settings SpamAssassin 4.0.1 (Conf.pm and its plugins) knows that Tamis accepts without acting
  * on them (yet), sorted for bsearch. Generated from the "setting =>" and "aliases" entries of
  * /usr/share/perl5/Mail/SpamAssassin, minus the table above and the rule directives. */
-static const char *const ignored[] = {"adsp_override",
-                                      "allow_user_rules",
+static const char *const ignored[] = {"allow_user_rules",
                                       "always_trust_envelope_sender",
                                       "asn_lookup",
                                       "asn_lookup_ipv6",
@@ -1281,6 +1337,7 @@ void tamis_conf_free(tamis_conf_t *c)
         return;
     free(c->headers);
     free(c->report_safe_copy_headers);
+    free(c->adsp_override);
     free(c->trusted_networks.items);
     free(c->internal_networks.items);
     free(c->msa_networks.items);

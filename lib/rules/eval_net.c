@@ -5,9 +5,9 @@
  * include/tamis/auth.h). Without a resolver they never hit, as in SpamAssassin with DNS
  * unavailable.
  *
- * Not registered, so --lint lists their rules as unimplemented: check_dkim_adsp / check_dkim_signall
- * (ADSP, RFC 5617, historic), check_arc_* (ARC), and the SPF/DKIM welcome lists
- * (check_for_spf_welcomelist_from, check_for_dkim_welcomelist_from and their def_/whitelist names).
+ * Not registered, so --lint lists their rules as unimplemented: the SPF/DKIM welcome lists
+ * (check_for_spf_welcomelist_from, check_for_dkim_welcomelist_from and their def_/whitelist
+ * names). check_arc_* (ARC) rules are not defined: can(DKIM::has_arc) is false.
  */
 #include "rules/eval.h"
 
@@ -55,6 +55,8 @@ const tamis_eval_def_t tamis__evals_net[] = {
     NET("check_dkim_dependable"),
     NET("check_dkim_signsome"),
     NET("check_dkim_testing"),
+    NET("check_dkim_adsp"),
+    NET("check_dkim_signall"),
     /* DMARC (lib/auth) */
     NET("check_dmarc_pass"),
     NET("check_dmarc_reject"),

@@ -120,6 +120,7 @@ class DkimTest(unittest.TestCase):
             txt_record("_dmarc.example.com", "v=DMARC1; p=reject; sp=quarantine"),
             txt_record("_dmarc.pct0.example.edu", "v=DMARC1; p=reject; pct=0"),
             txt_record("_dmarc.pct100.example.edu", "v=DMARC1; p=reject; pct=100"),
+            txt_record("_adsp._domainkey.adsp.example.com", "dkim=discardable"),
         ]
         cls.dns = dns_harness.Unbound(recs, zones=["example.info", "example.edu", "example.net",
                                                    "example.com"])
@@ -146,6 +147,8 @@ class DkimTest(unittest.TestCase):
             elif kind == "eval":
                 name, hit = rest.split()
                 res["eval"][name] = hit == "1"
+            elif kind == "adsp":
+                res["adsp"] = rest
             elif kind == "dmarc":
                 res["dmarc"] = rest
             elif kind == "header":
@@ -308,6 +311,19 @@ class DkimTest(unittest.TestCase):
         r = self.dmarc(b"someone@example.info", b"example.org")
         self.assertEqual(self.dmarc_hits(r), ["check_dmarc_missing"])
         self.assertIn("dmarc=none header.from=example.info", r["header"])
+
+    # ---- ADSP (historic, as SpamAssassin still applies it) -----------------------------------
+
+    def test_adsp(self):
+        good = sign(MSG, b"s2048", b"example.org", self.keys["s2048"])
+        bad = good.replace(b"numbers", b"Numbers")
+        self.assertEqual(self.check(good, "--adsp", "example.org:D")["adsp"], "-")
+        self.assertEqual(self.check(bad, "--adsp", "example.org:D")["adsp"], "D")
+        self.assertEqual(self.check(bad, "--adsp", "*.org:A")["adsp"], "A")
+        # without an override: the _adsp record, else NXDOMAIN of the domain, else unknown
+        self.assertEqual(self.check(with_from(bad, b"x@adsp.example.com"))["adsp"], "D")
+        self.assertEqual(self.check(with_from(bad, b"x@nowhere.example.info"))["adsp"], "N")
+        self.assertEqual(self.check(with_from(bad, b"x@example.info"))["adsp"], "U")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@
  *
  *   tamis-authcheck --dns 127.0.0.1:5353 [--ip 192.0.2.1] [--helo mx.example.org]
  *                   [--mailfrom a@example.org] [--now SECONDS] [--timeout-ms 3000]
- *                   [--authserv-id mx.test] [--skip-spf] message.eml
+ *                   [--authserv-id mx.test] [--adsp DOMAIN:LETTER]… [--skip-spf] message.eml
  *
  * Output, one line each: "dkim STATUS d= s= a= bits= reason=", "dmarc STATUS record=0|1
- * policy=…", "spf-mailfrom …", "spf-helo …", "eval NAME 0|1" for every eval function, and
+ * policy=…", "adsp LETTER|-", "spf-mailfrom …", "spf-helo …", "eval NAME 0|1" for every eval function, and
  * "header …" (unfolded). Exit status 0, or 2 on a usage or setup error.
  *
  * Threads as in tamisd: the main thread runs the libuv loop and the resolver, a worker thread
@@ -37,11 +37,21 @@ typedef struct {
 } job_t;
 
 static const char *const evals[] = {
-    "check_dkim_signed", "check_dkim_valid", "check_dkim_valid_author_sig",
-    "check_dkim_valid_envelopefrom", "check_dkim_dependable", "check_dmarc_pass",
-    "check_dmarc_reject", "check_dmarc_quarantine", "check_dmarc_none", "check_dmarc_missing",
-    "check_for_spf_pass", "check_for_spf_fail", "check_for_spf_none",
-    "check_for_spf_temperror", "check_for_spf_helo_pass",
+    "check_dkim_signed",
+    "check_dkim_valid",
+    "check_dkim_valid_author_sig",
+    "check_dkim_valid_envelopefrom",
+    "check_dkim_dependable",
+    "check_dmarc_pass",
+    "check_dmarc_reject",
+    "check_dmarc_quarantine",
+    "check_dmarc_none",
+    "check_dmarc_missing",
+    "check_for_spf_pass",
+    "check_for_spf_fail",
+    "check_for_spf_none",
+    "check_for_spf_temperror",
+    "check_for_spf_helo_pass",
 };
 
 static const char *nz(const char *s)
@@ -71,6 +81,7 @@ static void *worker(void *arg)
             printf("dkim %s d=%s s=%s a=%s bits=%u reason=%s\n", tamis_auth_status_name(s->status),
                    nz(s->domain), nz(s->selector), nz(s->algorithm), s->key_bits, nz(s->reason));
         }
+        printf("adsp %c\n", r->adsp ? r->adsp : '-');
         static const char *const pol[] = {"none", "quarantine", "reject"};
         printf("dmarc %s checked=%d record=%d policy=%s from=%s\n",
                tamis_auth_status_name(r->dmarc), r->dmarc_checked, r->dmarc_has_record,
@@ -120,6 +131,8 @@ int main(int argc, char **argv)
     memset(&j, 0, sizeof(j));
     j.timeout_ms = 3000;
     j.authserv = "tamis.test";
+    static tamis_auth_adsp_t adsp[8];
+    size_t nadsp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--dns") && v)
@@ -136,7 +149,15 @@ int main(int argc, char **argv)
             j.timeout_ms = atof(v), i++;
         else if (!strcmp(a, "--authserv-id") && v)
             j.authserv = v, i++;
-        else if (!strcmp(a, "--skip-spf"))
+        else if (!strcmp(a, "--adsp") && v && strchr(v, ':') && nadsp < 8) {
+            /* DOMAIN:LETTER, an adsp_override entry */
+            char *d = strdup(v);
+            char *colon = strrchr(d, ':');
+            *colon = '\0';
+            adsp[nadsp].domain = d;
+            adsp[nadsp++].practice = colon[1];
+            i++;
+        } else if (!strcmp(a, "--skip-spf"))
             j.in.skip_spf = true;
         else if (a[0] != '-' && !file)
             file = a;
@@ -145,6 +166,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    j.in.adsp_override = adsp;
+    j.in.adsp_override_count = nadsp;
     if (!server || !file) {
         fprintf(stderr, "usage: tamis-authcheck --dns ADDR[:PORT] [options] message.eml\n");
         return 2;

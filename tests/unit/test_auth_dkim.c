@@ -124,9 +124,8 @@ static void test_sig_parse(void **state)
     assert_string_equal(s.d, "e.org");
     assert_string_equal(s.s, "s1");
     /* ed25519: a 32-byte bh, sha1 wants 20 bytes */
-    assert_int_equal(parse("v=1; a=ed25519-sha256; d=e.org; s=s; h=from;" BH " b=AAAA", a, &s,
-                           &why),
-                     0);
+    assert_int_equal(
+        parse("v=1; a=ed25519-sha256; d=e.org; s=s; h=from;" BH " b=AAAA", a, &s, &why), 0);
     assert_int_equal(s.alg, TAMIS__DKIM_ED25519_SHA256);
     assert_int_not_equal(parse("v=1; a=rsa-sha1; d=e.org; s=s; h=from;" BH " b=AAAA", a, &s, &why),
                          0);
@@ -298,6 +297,9 @@ typedef struct {
     const tamis_auth_result_t *r;
 } run_t;
 
+static const tamis_auth_adsp_t *g_adsp;
+static size_t g_nadsp;
+
 static void run(run_t *out, const char *data, size_t len, fake_dns_t *dns, double now)
 {
     char err[128];
@@ -307,6 +309,8 @@ static void run(run_t *out, const char *data, size_t len, fake_dns_t *dns, doubl
     in.skip_spf = true;
     in.client_ip = "192.0.2.1";
     in.now = now;
+    in.adsp_override = g_adsp;
+    in.adsp_override_count = g_nadsp;
     tamis_auth_dns_t d = {fake_start, fake_wait, dns};
     tamis_auth_t *a;
     assert_int_equal(tamis_auth_start(out->m, &in, &d, out->arena, &a, err, sizeof(err)), 0);
@@ -451,6 +455,92 @@ static void test_verify_fixtures(void **state)
     free(data);
 }
 
+static bool adsp(const tamis_auth_result_t *r, const char *practices, const char *dom)
+{
+    const char *args[2] = {practices, dom};
+    bool known;
+    bool hit = tamis_auth_eval(r, "check_dkim_adsp", args, dom ? 2 : 1, &known);
+    assert_true(known);
+    return hit;
+}
+
+static void test_adsp(void **state)
+{
+    (void)state;
+    static char rsa_key[1024];
+    fixture_key("rsa.key", rsa_key, sizeof(rsa_key));
+    fake_rr_t rr[3];
+    rr_set(&rr[0], "rsa._domainkey.example.org", rsa_key);
+    rr_set(&rr[1], "_adsp._domainkey.example.org", "dkim=discardable");
+    rr_set(&rr[2], "example.org", "v=spf1 -all");
+    fake_dns_t dns = {rr, 1, {0}, 0, {0}, {0}};
+    dns.nx.status = TAMIS_NET_NXDOMAIN;
+    dns.servfail.status = TAMIS_NET_SERVFAIL;
+    size_t len;
+    char *data = read_fixture("rsa.eml", &len);
+    char *bad = malloc(len);
+    memcpy(bad, data, len);
+    strstr(bad, "second line")[0] = 'S'; /* the author signature fails */
+    run_t r;
+
+    /* a valid author signature: no practice applies */
+    static const tamis_auth_adsp_t ov[] = {{"example.org", 'D'}, {"*.org", 'A'}, {"*", '1'}};
+    g_adsp = ov;
+    g_nadsp = 1;
+    dns.nasked = 0;
+    run(&r, data, len, &dns, 1800000000.0);
+    assert_int_equal(r.r->adsp, 0);
+    assert_false(adsp(r.r, "*", NULL));
+    run_free(&r);
+
+    /* overrides: exact, then *.parent, then * */
+    for (size_t k = 1; k <= 3; k++) {
+        g_adsp = ov + (k - 1);
+        g_nadsp = 1;
+        dns.nasked = 0;
+        run(&r, bad, len, &dns, 1800000000.0);
+        assert_int_equal(r.r->adsp, "DA1"[k - 1]);
+        assert_int_equal(dns.nasked, 2); /* only the key and DMARC: no ADSP lookups */
+        run_free(&r);
+    }
+    g_adsp = ov;
+    g_nadsp = 3;
+    dns.nasked = 0;
+    run(&r, bad, len, &dns, 1800000000.0);
+    assert_true(adsp(r.r, "D", NULL));
+    assert_true(adsp(r.r, "*", NULL));
+    assert_false(adsp(r.r, "A", NULL));
+    assert_false(ev(r.r, "check_dkim_signall"));
+    assert_true(adsp(r.r, "D", "example.org"));
+    assert_true(adsp(r.r, "D", "*.org"));
+    assert_false(adsp(r.r, "D", "other.org"));
+    run_free(&r);
+
+    /* DNS: a record, else NXDOMAIN of the domain, else unknown */
+    g_adsp = NULL;
+    g_nadsp = 0;
+    dns.n = 2;
+    dns.nasked = 0;
+    run(&r, bad, len, &dns, 1800000000.0);
+    assert_int_equal(r.r->adsp, 'D');
+    run_free(&r);
+    dns.n = 1;
+    dns.nasked = 0;
+    run(&r, bad, len, &dns, 1800000000.0);
+    assert_int_equal(r.r->adsp, 'N');
+    assert_true(adsp(r.r, "N", NULL));
+    run_free(&r);
+    rr[1] = rr[2]; /* the domain exists, no ADSP record */
+    dns.n = 2;
+    dns.nasked = 0;
+    run(&r, bad, len, &dns, 1800000000.0);
+    assert_int_equal(r.r->adsp, 'U');
+    assert_false(adsp(r.r, "*", NULL));
+    run_free(&r);
+    free(bad);
+    free(data);
+}
+
 static void test_eval_offline(void **state)
 {
     (void)state;
@@ -482,10 +572,15 @@ static void test_eval_offline(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_taglist),       cmocka_unit_test(test_b64),
-        cmocka_unit_test(test_sig_parse),     cmocka_unit_test(test_key_parse),
-        cmocka_unit_test(test_canon_rfc_example), cmocka_unit_test(test_canon_body_edges),
-        cmocka_unit_test(test_strip_b),       cmocka_unit_test(test_verify_fixtures),
+        cmocka_unit_test(test_taglist),
+        cmocka_unit_test(test_b64),
+        cmocka_unit_test(test_sig_parse),
+        cmocka_unit_test(test_key_parse),
+        cmocka_unit_test(test_canon_rfc_example),
+        cmocka_unit_test(test_canon_body_edges),
+        cmocka_unit_test(test_strip_b),
+        cmocka_unit_test(test_verify_fixtures),
+        cmocka_unit_test(test_adsp),
         cmocka_unit_test(test_eval_offline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

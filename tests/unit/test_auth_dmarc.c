@@ -210,12 +210,12 @@ static void test_policy(void **state)
     const dcase_t cases[] = {
         /* d=mail.example.org for From example.org: relaxed alignment passes, strict fails */
         {"dmarc_relaxed.eml", O, "v=DMARC1; p=reject", NULL, false, "check_dmarc_pass", P, true},
-        {"dmarc_relaxed.eml", O, "v=DMARC1; p=reject; adkim=s", NULL, false,
-         "check_dmarc_reject", F, true},
+        {"dmarc_relaxed.eml", O, "v=DMARC1; p=reject; adkim=s", NULL, false, "check_dmarc_reject",
+         F, true},
         {"dmarc_relaxed.eml", O, "v=DMARC1; p=quarantine; adkim=s", NULL, false,
          "check_dmarc_quarantine", F, true},
-        {"dmarc_relaxed.eml", O, "v=DMARC1; p=none; adkim=s", NULL, false, "check_dmarc_none",
-         F, true},
+        {"dmarc_relaxed.eml", O, "v=DMARC1; p=none; adkim=s", NULL, false, "check_dmarc_none", F,
+         true},
         /* pct=0: every failure is sampled out, one step milder; pct=100: the policy */
         {"dmarc_relaxed.eml", O, "v=DMARC1; p=reject; adkim=s; pct=0", NULL, false,
          "check_dmarc_quarantine", F, true},
