@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tamis/conf.h"
 #include "tamis/core.h"
 #include "tamis/msg.h"
 #include "tamis/net.h"
@@ -102,6 +103,9 @@ typedef struct {
     tamis_dmarc_policy_t dmarc_policy; /* p= or sp=, after pct= sampling */
     const char *author_domain;         /* From: domain, or NULL */
     const char *envelope_domain;       /* envelope sender's domain, or NULL */
+    const char *author_address;        /* From: address (domain in lower case), or NULL */
+    const char *envelope_from;         /* the input's envelope sender, lower case, or NULL */
+    const tamis_conf_t *conf;          /* the input's conf (welcome lists), borrowed, or NULL */
 } tamis_auth_result_t;
 
 /* ---- the check ------------------------------------------------------------------------------- */
@@ -128,6 +132,10 @@ typedef struct {
      * (_adsp._domainkey TXT, and the domain itself for NXDOMAIN). */
     const tamis_auth_adsp_t *adsp_override;
     size_t adsp_override_count;
+    /* For the welcome-list evals (check_for_{,def_}{spf,dkim}_welcomelist_from): the
+     * *_from_spf, *_from_dkim and *_auth lists. Borrowed: it must outlive the result. NULL =
+     * those evals never hit. */
+    const tamis_conf_t *conf;
 } tamis_auth_input_t;
 
 typedef struct tamis_auth tamis_auth_t;
@@ -146,7 +154,8 @@ const tamis_auth_result_t *tamis_auth_finish(tamis_auth_t *a);
  * check_for_spf_helo_{…the same…}, check_dkim_signed([domain…]), check_dkim_valid([domain…]),
  * check_dkim_valid_author_sig, check_dkim_valid_envelopefrom, check_dkim_dependable,
  * check_dkim_testing, check_dkim_adsp(practices[, domain…]), check_dkim_signall,
- * check_dkim_signsome, check_dkim_verified, and check_dmarc_{pass,reject,quarantine,none,missing}.
+ * check_dkim_signsome, check_dkim_verified, check_dmarc_{pass,reject,quarantine,none,missing},
+ * and the welcome lists check_for_{,def_}{spf,dkim}_{welcomelist,whitelist}_from.
  * *known is set false for a name it does not implement. Returns whether the rule hits. */
 bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char *const *args,
                      size_t nargs, bool *known);

@@ -100,6 +100,10 @@ typedef struct tamis_conf {
     tamis_addr_list_t welcomelist_from_rcvd;
     tamis_addr_list_t def_welcomelist_from_rcvd;
     tamis_addr_list_t welcomelist_auth, def_welcomelist_auth;
+    /* DKIM and SPF plugins' lists; in *_from_dkim, rcvd is the signing domain ("" = the author's
+     * own domain) and an address may appear once per signing domain */
+    tamis_addr_list_t welcomelist_from_dkim, def_welcomelist_from_dkim;
+    tamis_addr_list_t welcomelist_from_spf, def_welcomelist_from_spf;
     tamis_addr_list_t welcomelist_to, more_spam_to, all_spam_to, blocklist_to;
     tamis_named_list_t *addrlists;
     size_t addrlist_count;

@@ -692,6 +692,16 @@ int tamis_auth_start(const tamis_msg_t *m, const tamis_auth_input_t *in,
 
     const tamis_header_t *from = tamis_msg_header_first(m, "From");
     a->res.author_domain = from ? tamis__author_domain(from->raw, arena) : NULL;
+    a->res.author_address = from ? tamis__author_address(from->raw, arena) : NULL;
+    a->res.conf = in->conf;
+    if (in->envelope_from && in->envelope_from[0]) {
+        char *ef = tamis_arena_strdup(arena, in->envelope_from);
+        if (!ef)
+            return tamis_seterr(err, errlen, TAMIS_ENOMEM, "auth: out of memory");
+        for (char *p = ef; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        a->res.envelope_from = ef;
+    }
     a->res.envelope_domain =
         in->envelope_from && in->envelope_from[0] ? domain_of(in->envelope_from, arena) : NULL;
 
@@ -805,6 +815,95 @@ static bool spf_is(tamis_auth_status_t got, const char *checked, const char *wan
     return checked && strcmp(tamis_auth_status_name(got), want) == 0;
 }
 
+/* ---- welcome lists (SpamAssassin's SPF and DKIM plugins) ----------------------------------- */
+
+static bool list_has(const tamis_addr_list_t *l, const char *addr)
+{
+    for (size_t i = 0; addr && i < l->count; i++)
+        if (tamis_conf_addr_match(l->items[i].pattern, addr))
+            return true;
+    return false;
+}
+
+/* An envelope sender in the list (or the *_auth list) with an SPF pass for it. */
+static bool spf_welcome(const tamis_auth_result_t *r, const tamis_addr_list_t *spf,
+                        const tamis_addr_list_t *auth)
+{
+    if (!r->spf_mailfrom_domain || r->spf_mailfrom != TAMIS_AUTH_PASS || !r->envelope_from)
+        return false;
+    return list_has(spf, r->envelope_from) || list_has(auth, r->envelope_from);
+}
+
+/* Whether a valid, unexpired, not weak signature's identity domain is acceptable: "" means the
+ * author's own domain; "*.dom" / ".dom" a strict subdomain of dom; else that domain. */
+static bool sdid_acceptable(const tamis_auth_result_t *r, const char *acc)
+{
+    const char *at = strrchr(acc, '@');
+    if (at)
+        acc = at + 1;
+    bool sub = false;
+    if (acc[0] == '*' && acc[1] == '.')
+        acc += 2, sub = true;
+    else if (acc[0] == '.')
+        acc += 1, sub = true;
+    for (size_t i = 0; i < r->sig_count; i++) {
+        const tamis_dkim_sig_t *s = &r->sigs[i];
+        const char *sdid = sig_sdid(s);
+        if (!sig_valid(s) || !sig_strong(s) || !sdid)
+            continue;
+        if (!acc[0] && !sub) {
+            if (r->author_domain && strcasecmp(sdid, r->author_domain) == 0)
+                return true;
+        } else if (sub) {
+            size_t sl = strlen(sdid), al = strlen(acc);
+            if (sl > al + 1 && sdid[sl - al - 1] == '.' && strcasecmp(sdid + sl - al, acc) == 0)
+                return true;
+        } else if (strcasecmp(sdid, acc) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The author address in the *_from_dkim list (with its signing domain) or the *_auth list
+ * (the author's domain), with such a signature. */
+static bool dkim_welcome(const tamis_auth_result_t *r, const tamis_addr_list_t *dkim,
+                         const tamis_addr_list_t *auth)
+{
+    if (!r->dkim_checked || !r->author_address)
+        return false;
+    for (size_t i = 0; i < dkim->count; i++)
+        if (tamis_conf_addr_match(dkim->items[i].pattern, r->author_address) &&
+            sdid_acceptable(r, dkim->items[i].rcvd ? dkim->items[i].rcvd : ""))
+            return true;
+    return list_has(auth, r->author_address) && sdid_acceptable(r, "");
+}
+
+static bool welcome_eval(const tamis_auth_result_t *r, const char *func, bool *hit)
+{
+    const tamis_conf_t *c = r->conf;
+    bool def = strncmp(func, "check_for_def_", 14) == 0;
+    const char *rest = func + (def ? 14 : 10);
+    bool spf;
+    if (strcmp(rest, "spf_welcomelist_from") == 0 || strcmp(rest, "spf_whitelist_from") == 0)
+        spf = true;
+    else if (strcmp(rest, "dkim_welcomelist_from") == 0 || strcmp(rest, "dkim_whitelist_from") == 0)
+        spf = false;
+    else
+        return false;
+    if (strncmp(func, "check_for_", 10) != 0)
+        return false;
+    if (!c)
+        *hit = false;
+    else if (spf)
+        *hit = def ? spf_welcome(r, &c->def_welcomelist_from_spf, &c->def_welcomelist_auth)
+                   : spf_welcome(r, &c->welcomelist_from_spf, &c->welcomelist_auth);
+    else
+        *hit = def ? dkim_welcome(r, &c->def_welcomelist_from_dkim, &c->def_welcomelist_auth)
+                   : dkim_welcome(r, &c->welcomelist_from_dkim, &c->welcomelist_auth);
+    return true;
+}
+
 bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char *const *args,
                      size_t nargs, bool *known)
 {
@@ -816,6 +915,9 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
         *known = false;
         return false;
     }
+    bool wl;
+    if (welcome_eval(r, func, &wl))
+        return wl;
     /* SPF */
     if (strncmp(func, "check_for_spf_helo_", 19) == 0) {
         const char *w = func + 19;

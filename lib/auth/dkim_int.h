@@ -137,5 +137,8 @@ const char *tamis__org_domain(const char *domain, tamis_arena_t *arena);
 /* The domain of the first address in a From: value (lower case, without a trailing dot), or NULL
  * when none is found. */
 char *tamis__author_domain(const char *from, tamis_arena_t *arena);
+/* That address itself, "local@domain" with the domain as above (SpamAssassin's From:addr), or
+ * NULL. */
+char *tamis__author_address(const char *from, tamis_arena_t *arena);
 
 #endif

@@ -106,10 +106,9 @@ const char *tamis__org_domain(const char *domain, tamis_arena_t *arena)
     return tamis_arena_strdup(arena, reg ? reg : domain);
 }
 
-char *tamis__author_domain(const char *from, tamis_arena_t *arena)
+/* Finds the first address: *s..*e spans it, *at is its last '@'. */
+static bool find_address(const char *from, const char **ps, const char **pe, const char **pat)
 {
-    if (!from)
-        return NULL;
     /* the address inside <…> when there is one, else the first word holding an '@', with
      * comments (…) and quoted strings skipped */
     const char *lt = NULL;
@@ -143,7 +142,7 @@ char *tamis__author_domain(const char *from, tamis_arena_t *arena)
     } else {
         const char *at = strchr(from, '@');
         if (!at)
-            return NULL;
+            return false;
         s = at;
         while (s > from && !isspace((unsigned char)s[-1]) && s[-1] != ',' && s[-1] != ')')
             s--;
@@ -156,6 +155,17 @@ char *tamis__author_domain(const char *from, tamis_arena_t *arena)
         if (*p == '@')
             at = p;
     if (!at)
+        return false;
+    *ps = s;
+    *pe = e;
+    *pat = at;
+    return true;
+}
+
+char *tamis__author_domain(const char *from, tamis_arena_t *arena)
+{
+    const char *s, *e, *at;
+    if (!from || !find_address(from, &s, &e, &at))
         return NULL;
     const char *ds = at + 1, *de = e;
     while (de > ds && (isspace((unsigned char)de[-1]) || de[-1] == '.' || de[-1] == '>'))
@@ -172,4 +182,17 @@ char *tamis__author_domain(const char *from, tamis_arena_t *arena)
         *q = (char)tolower(c);
     }
     return d;
+}
+
+char *tamis__author_address(const char *from, tamis_arena_t *arena)
+{
+    const char *s, *e, *at;
+    char *d = tamis__author_domain(from, arena);
+    if (!d || !find_address(from, &s, &e, &at))
+        return NULL;
+    while (s < at && isspace((unsigned char)*s))
+        s++;
+    if (s == at || at - s > 256)
+        return NULL;
+    return tamis_arena_printf(arena, "%.*s@%s", (int)(at - s), s, d);
 }

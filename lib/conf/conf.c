@@ -632,6 +632,23 @@ static int addr_rcvd(tamis_conf_t *c, tamis_addr_list_t *l, const char *v)
     return addr_push(c, l, a, strlen(a), r);
 }
 
+/* "addr [signing-domain]" of *_from_dkim: every line adds an entry (SpamAssassin keeps a list of
+ * signing domains per address); rcvd holds the signing domain, "" for the author's domain. */
+static int addr_dkim(tamis_conf_t *c, tamis_addr_list_t *l, const char *v)
+{
+    char a[512], d[512] = "", extra[2];
+    int n = sscanf(v, "%511s %511s %1s", a, d, extra);
+    if (n < 1 || n > 2)
+        return TAMIS_EINVAL;
+    int rc = addr_push(c, l, a, strlen(a), NULL);
+    if (rc)
+        return rc;
+    for (char *q = d; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    l->items[l->count - 1].rcvd = cstr(c, d);
+    return l->items[l->count - 1].rcvd ? 0 : TAMIS_ENOMEM;
+}
+
 bool tamis_conf_addr_match(const char *pattern, const char *addr)
 {
     if (!pattern || !addr)
@@ -758,6 +775,14 @@ static const setting_t settings[] = {
     FN("def_whitelist_auth", h_special, "old name of def_welcomelist_auth"),
     FN("unwelcomelist_auth", h_special, "remove from welcomelist_auth"),
     FN("unwhitelist_auth", h_special, "old name of unwelcomelist_auth"),
+    FN("welcomelist_from_dkim", h_special, "welcomelisted with a valid DKIM signature"),
+    FN("whitelist_from_dkim", h_special, "old name of welcomelist_from_dkim"),
+    FN("def_welcomelist_from_dkim", h_special, "default welcomelist_from_dkim"),
+    FN("def_whitelist_from_dkim", h_special, "old name of def_welcomelist_from_dkim"),
+    FN("welcomelist_from_spf", h_special, "welcomelisted envelope sender with an SPF pass"),
+    FN("whitelist_from_spf", h_special, "old name of welcomelist_from_spf"),
+    FN("def_welcomelist_from_spf", h_special, "default welcomelist_from_spf"),
+    FN("def_whitelist_from_spf", h_special, "old name of def_welcomelist_from_spf"),
     FN("welcomelist_to", h_special, "recipients who like (some) spam"),
     FN("whitelist_to", h_special, "old name of welcomelist_to"),
     FN("more_spam_to", h_special, "recipients who like more spam"),
@@ -866,10 +891,6 @@ static const char *const ignored[] = {"allow_user_rules",
                                       "dcc_rep_percent",
                                       "dcc_timeout",
                                       "dccifd_options",
-                                      "def_welcomelist_from_dkim",
-                                      "def_welcomelist_from_spf",
-                                      "def_whitelist_from_dkim",
-                                      "def_whitelist_from_spf",
                                       "descriptions",
                                       "dkim_minimum_key_bits",
                                       "dkim_timeout",
@@ -1060,13 +1081,9 @@ static const char *const ignored[] = {"allow_user_rules",
                                       "version_tag",
                                       "welcomelist_allows_relays",
                                       "welcomelist_bounce_relays",
-                                      "welcomelist_from_dkim",
-                                      "welcomelist_from_spf",
                                       "welcomelist_subject",
                                       "whitelist_allows_relays",
                                       "whitelist_bounce_relays",
-                                      "whitelist_from_dkim",
-                                      "whitelist_from_spf",
                                       "whitelist_subject",
                                       "whitelist_uri_host"};
 
@@ -1108,6 +1125,14 @@ static int apply_special(tamis_conf_t *c, const char *k, const char *v, const ch
         {"unwhitelist_auth", &c->welcomelist_auth, true, false},
         {"def_welcomelist_auth", &c->def_welcomelist_auth, false, false},
         {"def_whitelist_auth", &c->def_welcomelist_auth, false, false},
+        {"welcomelist_from_dkim", &c->welcomelist_from_dkim, false, false},
+        {"whitelist_from_dkim", &c->welcomelist_from_dkim, false, false},
+        {"def_welcomelist_from_dkim", &c->def_welcomelist_from_dkim, false, false},
+        {"def_whitelist_from_dkim", &c->def_welcomelist_from_dkim, false, false},
+        {"welcomelist_from_spf", &c->welcomelist_from_spf, false, false},
+        {"whitelist_from_spf", &c->welcomelist_from_spf, false, false},
+        {"def_welcomelist_from_spf", &c->def_welcomelist_from_spf, false, false},
+        {"def_whitelist_from_spf", &c->def_welcomelist_from_spf, false, false},
         {"welcomelist_to", &c->welcomelist_to, false, false},
         {"whitelist_to", &c->welcomelist_to, false, false},
         {"more_spam_to", &c->more_spam_to, false, false},
@@ -1124,6 +1149,8 @@ static int apply_special(tamis_conf_t *c, const char *k, const char *v, const ch
             continue;
         if (lists[i].rcvd)
             return addr_rcvd(c, lists[i].list, v);
+        if (strstr(lists[i].name, "_from_dkim")) /* "addr [signing-domain]" */
+            return addr_dkim(c, lists[i].list, v);
         return addr_words(c, lists[i].list, v, lists[i].remove);
     }
     if (strcmp(k, "enlist_addrlist") == 0)
@@ -1341,13 +1368,23 @@ void tamis_conf_free(tamis_conf_t *c)
     free(c->trusted_networks.items);
     free(c->internal_networks.items);
     free(c->msa_networks.items);
-    tamis_addr_list_t *lists[] = {&c->welcomelist_from,      &c->blocklist_from,
-                                  &c->welcomelist_from_rcvd, &c->def_welcomelist_from_rcvd,
-                                  &c->welcomelist_auth,      &c->def_welcomelist_auth,
-                                  &c->welcomelist_to,        &c->more_spam_to,
-                                  &c->all_spam_to,           &c->blocklist_to,
-                                  &c->freemail_domains,      &c->freemail_welcomelist,
-                                  &c->uridnsbl_skip_domains};
+    tamis_addr_list_t *lists[] = {&c->welcomelist_from,
+                                  &c->blocklist_from,
+                                  &c->welcomelist_from_rcvd,
+                                  &c->def_welcomelist_from_rcvd,
+                                  &c->welcomelist_auth,
+                                  &c->def_welcomelist_auth,
+                                  &c->welcomelist_to,
+                                  &c->more_spam_to,
+                                  &c->all_spam_to,
+                                  &c->blocklist_to,
+                                  &c->freemail_domains,
+                                  &c->freemail_welcomelist,
+                                  &c->uridnsbl_skip_domains,
+                                  &c->welcomelist_from_dkim,
+                                  &c->def_welcomelist_from_dkim,
+                                  &c->welcomelist_from_spf,
+                                  &c->def_welcomelist_from_spf};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
         free_addr_list(lists[i]);
     free_named(c->addrlists, c->addrlist_count);

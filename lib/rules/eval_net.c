@@ -5,9 +5,7 @@
  * include/tamis/auth.h). Without a resolver they never hit, as in SpamAssassin with DNS
  * unavailable.
  *
- * Not registered, so --lint lists their rules as unimplemented: the SPF/DKIM welcome lists
- * (check_for_spf_welcomelist_from, check_for_dkim_welcomelist_from and their def_/whitelist
- * names). check_arc_* (ARC) rules are not defined: can(DKIM::has_arc) is false.
+ * check_arc_* (ARC) rules are not defined: can(DKIM::has_arc) is false.
  */
 #include "rules/eval.h"
 
@@ -57,6 +55,15 @@ const tamis_eval_def_t tamis__evals_net[] = {
     NET("check_dkim_testing"),
     NET("check_dkim_adsp"),
     NET("check_dkim_signall"),
+    /* their welcome lists (welcomelist_from_spf/_dkim, welcomelist_auth, def_ variants) */
+    NET("check_for_spf_welcomelist_from"),
+    NET("check_for_spf_whitelist_from"),
+    NET("check_for_def_spf_welcomelist_from"),
+    NET("check_for_def_spf_whitelist_from"),
+    NET("check_for_dkim_welcomelist_from"),
+    NET("check_for_dkim_whitelist_from"),
+    NET("check_for_def_dkim_welcomelist_from"),
+    NET("check_for_def_dkim_whitelist_from"),
     /* DMARC (lib/auth) */
     NET("check_dmarc_pass"),
     NET("check_dmarc_reject"),

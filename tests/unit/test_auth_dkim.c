@@ -16,6 +16,7 @@
 
 #include "../../lib/auth/dkim_int.h"
 #include "tamis/auth.h"
+#include "tamis/conf.h"
 
 /* ---- tag lists ---------------------------------------------------------------------------- */
 
@@ -299,6 +300,8 @@ typedef struct {
 
 static const tamis_auth_adsp_t *g_adsp;
 static size_t g_nadsp;
+static const tamis_conf_t *g_conf;
+static const char *g_envfrom;
 
 static void run(run_t *out, const char *data, size_t len, fake_dns_t *dns, double now)
 {
@@ -311,6 +314,8 @@ static void run(run_t *out, const char *data, size_t len, fake_dns_t *dns, doubl
     in.now = now;
     in.adsp_override = g_adsp;
     in.adsp_override_count = g_nadsp;
+    in.conf = g_conf;
+    in.envelope_from = g_envfrom;
     tamis_auth_dns_t d = {fake_start, fake_wait, dns};
     tamis_auth_t *a;
     assert_int_equal(tamis_auth_start(out->m, &in, &d, out->arena, &a, err, sizeof(err)), 0);
@@ -541,6 +546,84 @@ static void test_adsp(void **state)
     free(data);
 }
 
+static bool wl(const tamis_conf_t *c, const char *data, size_t len, fake_dns_t *dns,
+               const char *func)
+{
+    run_t r;
+    g_conf = c;
+    g_envfrom = "Bounce@Example.ORG";
+    dns->nasked = 0;
+    run(&r, data, len, dns, 1800000000.0);
+    bool known;
+    bool hit = tamis_auth_eval(r.r, func, NULL, 0, &known);
+    assert_true(known);
+    assert_string_equal(r.r->author_address, "alice@example.org");
+    assert_string_equal(r.r->envelope_from, "bounce@example.org");
+    run_free(&r);
+    g_conf = NULL;
+    g_envfrom = NULL;
+    return hit;
+}
+
+static tamis_conf_t *conf_with(const char *key, const char *value)
+{
+    tamis_conf_t *c = tamis_conf_new();
+    tamis_diag_t *d = tamis_diag_new();
+    assert_int_equal(tamis_conf_apply(c, key, value, "t.cf", 1, d), TAMIS_CONF_APPLIED);
+    assert_int_equal(tamis_diag_count(d), 0);
+    tamis_diag_free(d);
+    return c;
+}
+
+static void test_welcomelists(void **state)
+{
+    (void)state;
+    static char rsa_key[1024];
+    fixture_key("rsa.key", rsa_key, sizeof(rsa_key));
+    fake_rr_t rr[1];
+    rr_set(&rr[0], "rsa._domainkey.example.org", rsa_key);
+    fake_dns_t dns = {rr, 1, {0}, 0, {0}, {0}};
+    dns.nx.status = TAMIS_NET_NXDOMAIN;
+    size_t len;
+    char *data = read_fixture("rsa.eml", &len);
+    char *bad = malloc(len);
+    memcpy(bad, data, len);
+    strstr(bad, "second line")[0] = 'S';
+    static const struct {
+        const char *key, *value, *func;
+        bool good, bad;
+    } cases[] = {
+        {"def_welcomelist_auth", "*@example.org", "check_for_def_dkim_welcomelist_from", true,
+         false},
+        {"def_welcomelist_auth", "*@example.org", "check_for_dkim_welcomelist_from", false, false},
+        {"welcomelist_auth", "alice@example.org", "check_for_dkim_whitelist_from", true, false},
+        {"welcomelist_from_dkim", "alice@example.org", "check_for_dkim_welcomelist_from", true,
+         false},
+        {"welcomelist_from_dkim", "*@example.org example.org", "check_for_dkim_welcomelist_from",
+         true, false},
+        {"welcomelist_from_dkim", "*@example.org *.org", "check_for_dkim_welcomelist_from", true,
+         false},
+        {"welcomelist_from_dkim", "*@example.org example.net", "check_for_dkim_welcomelist_from",
+         false, false},
+        {"def_welcomelist_from_dkim", "bob@example.org", "check_for_def_dkim_welcomelist_from",
+         false, false},
+        /* SPF welcome lists need an SPF pass: skipped here, so never */
+        {"welcomelist_from_spf", "*@example.org", "check_for_spf_welcomelist_from", false, false},
+        {"def_welcomelist_auth", "*@example.org", "check_for_def_spf_whitelist_from", false, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tamis_conf_t *c = conf_with(cases[i].key, cases[i].value);
+        if (wl(c, data, len, &dns, cases[i].func) != cases[i].good ||
+            wl(c, bad, len, &dns, cases[i].func) != cases[i].bad)
+            fail_msg("%s %s: %s", cases[i].key, cases[i].value, cases[i].func);
+        tamis_conf_free(c);
+    }
+    /* without a conf the welcome lists never hit */
+    assert_false(wl(NULL, data, len, &dns, "check_for_def_dkim_welcomelist_from"));
+    free(bad);
+    free(data);
+}
+
 static void test_eval_offline(void **state)
 {
     (void)state;
@@ -581,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_strip_b),
         cmocka_unit_test(test_verify_fixtures),
         cmocka_unit_test(test_adsp),
+        cmocka_unit_test(test_welcomelists),
         cmocka_unit_test(test_eval_offline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

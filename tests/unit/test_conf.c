@@ -68,6 +68,15 @@ static void test_scalars(void **state)
     assert_int_equal(apply(c, "adsp_override", "PayPal.com", d), TAMIS_CONF_APPLIED);
     assert_int_equal(apply(c, "adsp_override", "*.example.com custom_med", d), TAMIS_CONF_APPLIED);
     assert_int_equal(apply(c, "adsp_override", "paypal.com all", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "def_whitelist_from_dkim", "*@Example.COM example.com", d),
+                     TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "def_welcomelist_from_dkim", "*@example.com", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(c->def_welcomelist_from_dkim.count, 2);
+    assert_string_equal(c->def_welcomelist_from_dkim.items[0].pattern, "*@example.com");
+    assert_string_equal(c->def_welcomelist_from_dkim.items[0].rcvd, "example.com");
+    assert_string_equal(c->def_welcomelist_from_dkim.items[1].rcvd, "");
+    assert_int_equal(apply(c, "whitelist_from_spf", "a@b.c *@d.e", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(c->welcomelist_from_spf.count, 2);
     tamis_diag_t *d2 = tamis_diag_new();
     apply(c, "adsp_override", "x.org sometimes", d2); /* an invalid value: a warning */
     assert_int_equal(tamis_diag_count_level(d2, TAMIS_DIAG_WARN), 1);
