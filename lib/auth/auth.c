@@ -469,9 +469,11 @@ static void dmarc_eval(tamis_auth_t *a)
             pass = true;
     if (!pass) {
         /* Mail::DMARC takes the MAIL FROM pass, else the HELO pass */
+        /* (a null sender's postmaster@HELO check is the HELO's business: SpamAssassin does
+         * not check MAIL FROM for it) */
         const char *spf_dom = NULL;
-        if (r->spf_mailfrom == TAMIS_AUTH_PASS && r->spf_mailfrom_domain)
-            spf_dom = r->envelope_domain ? r->envelope_domain : r->author_domain;
+        if (r->spf_mailfrom == TAMIS_AUTH_PASS && r->spf_mailfrom_domain && r->envelope_from)
+            spf_dom = r->envelope_domain;
         else if (r->spf_helo == TAMIS_AUTH_PASS && r->spf_helo_domain)
             spf_dom = r->spf_helo_domain;
         pass = aligned(a, spf_dom, d.aspf_strict);
@@ -935,7 +937,8 @@ bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char 
                                          "softfail", "permerror", "temperror"};
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
             if (strcmp(w, ok[i]) == 0)
-                return spf_is(r->spf_mailfrom, r->spf_mailfrom_domain, w);
+                return r->envelope_from && /* SA: no MAIL FROM rule for a null sender */
+                       spf_is(r->spf_mailfrom, r->spf_mailfrom_domain, w);
         *known = false;
         return false;
     }

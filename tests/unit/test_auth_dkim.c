@@ -624,6 +624,30 @@ static void test_welcomelists(void **state)
     free(data);
 }
 
+static void test_eval_spf_fields(void **state)
+{
+    (void)state;
+    /* the SPF evals only read the result: a hand-built one */
+    tamis_auth_result_t r;
+    memset(&r, 0, sizeof(r));
+    r.spf_mailfrom = TAMIS_AUTH_FAIL;
+    r.spf_mailfrom_domain = "example.org";
+    r.envelope_from = "a@example.org";
+    r.spf_helo = TAMIS_AUTH_NONE;
+    r.spf_helo_domain = "mx.example.org";
+    assert_true(ev(&r, "check_for_spf_fail"));
+    assert_false(ev(&r, "check_for_spf_pass"));
+    assert_true(ev(&r, "check_for_spf_helo_none"));
+    assert_false(ev(&r, "check_for_spf_helo_temperror"));
+    r.envelope_from = NULL; /* a null sender: postmaster@HELO was checked, no MAIL FROM rule */
+    assert_false(ev(&r, "check_for_spf_fail"));
+    r.spf_helo_domain = NULL; /* not checked: not even "none" */
+    assert_false(ev(&r, "check_for_spf_helo_none"));
+    bool known = true;
+    tamis_auth_eval(&r, "check_for_spf_maybe", NULL, 0, &known);
+    assert_false(known);
+}
+
 static void test_eval_offline(void **state)
 {
     (void)state;
@@ -665,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_verify_fixtures),
         cmocka_unit_test(test_adsp),
         cmocka_unit_test(test_welcomelists),
+        cmocka_unit_test(test_eval_spf_fields),
         cmocka_unit_test(test_eval_offline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
