@@ -415,18 +415,6 @@ static int dmarc_record(const tamis_net_answer_t *ans, const char **rec)
     return found > 1 ? -1 : found;
 }
 
-static bool aligned(tamis_auth_t *a, const char *dom, bool strict)
-{
-    if (!dom || !a->res.author_domain)
-        return false;
-    if (strcasecmp(dom, a->res.author_domain) == 0)
-        return true;
-    if (strict)
-        return false;
-    const char *o = tamis__org_domain(dom, a->arena);
-    return o && a->org && strcasecmp(o, a->org) == 0;
-}
-
 static void dmarc_eval(tamis_auth_t *a)
 {
     tamis_auth_result_t *r = &a->res;
@@ -463,41 +451,22 @@ static void dmarc_eval(tamis_auth_t *a)
         d.p = TAMIS_DMARC_POLICY_NONE;
         d.has_sp = false;
     }
-    bool pass = false;
-    for (size_t i = 0; i < r->sig_count && !pass; i++)
-        if (r->sigs[i].status == TAMIS_AUTH_PASS && aligned(a, r->sigs[i].domain, d.adkim_strict))
-            pass = true;
-    if (!pass) {
-        /* Mail::DMARC takes the MAIL FROM pass, else the HELO pass */
-        /* (a null sender's postmaster@HELO check is the HELO's business: SpamAssassin does
-         * not check MAIL FROM for it) */
-        const char *spf_dom = NULL;
-        if (r->spf_mailfrom == TAMIS_AUTH_PASS && r->spf_mailfrom_domain && r->envelope_from)
-            spf_dom = r->envelope_domain;
-        else if (r->spf_helo == TAMIS_AUTH_PASS && r->spf_helo_domain)
-            spf_dom = r->spf_helo_domain;
-        pass = aligned(a, spf_dom, d.aspf_strict);
-    }
-    tamis_dmarc_policy_t eff =
-        at_org && d.has_sp && strcasecmp(r->author_domain, a->org) != 0 ? d.sp : d.p;
-    if (pass) {
-        r->dmarc = TAMIS_AUTH_PASS;
-        r->dmarc_policy = eff;
-        return;
-    }
-    r->dmarc = TAMIS_AUTH_FAIL;
-    if (eff != TAMIS_DMARC_POLICY_NONE && d.has_pct) {
-        unsigned char rb = 0;
-        unsigned roll = 0;
-        if (d.pct == 0)
-            roll = 100;
-        else if (d.pct < 100 && RAND_bytes(&rb, 1) == 1)
-            roll = (unsigned)rb % 100;
-        if (roll >= d.pct) /* sampled out: one step milder, as Mail::DMARC does */
-            eff = eff == TAMIS_DMARC_POLICY_REJECT ? TAMIS_DMARC_POLICY_QUARANTINE
-                                                   : TAMIS_DMARC_POLICY_NONE;
-    }
-    r->dmarc_policy = eff;
+    const char *dkim_doms[TAMIS__DKIM_MAX_SIGS];
+    size_t nd = 0;
+    for (size_t i = 0; i < r->sig_count && nd < TAMIS__DKIM_MAX_SIGS; i++)
+        if (r->sigs[i].status == TAMIS_AUTH_PASS && r->sigs[i].domain)
+            dkim_doms[nd++] = r->sigs[i].domain;
+    /* Mail::DMARC takes the MAIL FROM pass, else the HELO pass (a null sender's postmaster@HELO
+     * check is the HELO's business: SpamAssassin does not check MAIL FROM for it) */
+    const char *spf_dom = NULL;
+    if (r->spf_mailfrom == TAMIS_AUTH_PASS && r->spf_mailfrom_domain && r->envelope_from)
+        spf_dom = r->envelope_domain;
+    else if (r->spf_helo == TAMIS_AUTH_PASS && r->spf_helo_domain)
+        spf_dom = r->spf_helo_domain;
+    unsigned char rb = 0;
+    unsigned roll = RAND_bytes(&rb, 1) == 1 ? (unsigned)rb % 100 : 0;
+    r->dmarc = tamis__dmarc_decide(&d, r->author_domain, at_org, dkim_doms, nd, spf_dom, roll,
+                                   a->arena, &r->dmarc_policy);
 }
 
 /* ---- ADSP ------------------------------------------------------------------------------------ */

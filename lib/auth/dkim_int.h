@@ -130,6 +130,17 @@ bool tamis__dmarc_is_record(const char *txt, size_t n);
  * through valid_p / has_sp so the caller can apply §6.6.3 (p=none when rua= is usable). */
 int tamis__dmarc_parse(const char *txt, size_t n, tamis__dmarc_rec_t *out);
 
+/* The verdict for one usable record (RFC 7489 §6.6, as Mail::DMARC): PASS when a DKIM domain
+ * (d= of a passing signature) or spf_domain (the domain that got an SPF pass: the MAIL FROM's,
+ * else the HELO's; NULL when none) aligns with author under adkim= / aspf= (relaxed: the same
+ * organisational domain); else FAIL. *policy: the effective policy (sp= for a subdomain when the
+ * record came from the organisational domain, else p=); for FAIL made one step milder (reject →
+ * quarantine → none) when roll (0..99) >= pct=. */
+tamis_auth_status_t tamis__dmarc_decide(const tamis__dmarc_rec_t *d, const char *author,
+                                        bool at_org, const char *const *dkim_domains, size_t ndkim,
+                                        const char *spf_domain, unsigned roll, tamis_arena_t *arena,
+                                        tamis_dmarc_policy_t *policy);
+
 /* Relaxed alignment compares organisational domains: the registrable domain (libpsl's built-in
  * list), or the name itself when it has none. Result in arena; NULL on ENOMEM. */
 const char *tamis__org_domain(const char *domain, tamis_arena_t *arena);

@@ -9,6 +9,7 @@
 #include <libpsl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static bool slice_ieq(tamis_slice_t s, const char *lit)
 {
@@ -160,6 +161,43 @@ static bool find_address(const char *from, const char **ps, const char **pe, con
     *pe = e;
     *pat = at;
     return true;
+}
+
+static bool aligned(const char *dom, const char *author, const char *org, bool strict,
+                    tamis_arena_t *arena)
+{
+    if (!dom || !author)
+        return false;
+    if (strcasecmp(dom, author) == 0)
+        return true;
+    if (strict || !org)
+        return false;
+    const char *o = tamis__org_domain(dom, arena);
+    return o && strcasecmp(o, org) == 0;
+}
+
+tamis_auth_status_t tamis__dmarc_decide(const tamis__dmarc_rec_t *d, const char *author,
+                                        bool at_org, const char *const *dkim_domains, size_t ndkim,
+                                        const char *spf_domain, unsigned roll, tamis_arena_t *arena,
+                                        tamis_dmarc_policy_t *policy)
+{
+    const char *org = author ? tamis__org_domain(author, arena) : NULL;
+    bool pass = false;
+    for (size_t i = 0; i < ndkim && !pass; i++)
+        pass = aligned(dkim_domains[i], author, org, d->adkim_strict, arena);
+    if (!pass)
+        pass = aligned(spf_domain, author, org, d->aspf_strict, arena);
+    tamis_dmarc_policy_t eff =
+        at_org && d->has_sp && author && org && strcasecmp(author, org) != 0 ? d->sp : d->p;
+    if (pass) {
+        *policy = eff;
+        return TAMIS_AUTH_PASS;
+    }
+    if (eff != TAMIS_DMARC_POLICY_NONE && d->has_pct && roll >= d->pct)
+        eff = eff == TAMIS_DMARC_POLICY_REJECT ? TAMIS_DMARC_POLICY_QUARANTINE
+                                               : TAMIS_DMARC_POLICY_NONE;
+    *policy = eff;
+    return TAMIS_AUTH_FAIL;
 }
 
 char *tamis__author_domain(const char *from, tamis_arena_t *arena)

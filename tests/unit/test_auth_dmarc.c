@@ -75,6 +75,74 @@ static void test_domains(void **state)
     tamis_arena_free(a);
 }
 
+/* ---- the verdict, SPF alignment included ------------------------------------------------- */
+
+static void test_decide(void **state)
+{
+    (void)state;
+    tamis_arena_t *a = tamis_arena_new(0);
+    tamis__dmarc_rec_t r;
+    tamis_dmarc_policy_t pol;
+    const char *none[1] = {NULL};
+    const char *dk[] = {"bounce.example.org"};
+#define DECIDE(rec, author, at_org, doms, nd, spf, roll)                                           \
+    (assert_int_equal(dp(rec, &r), 0),                                                             \
+     tamis__dmarc_decide(&r, author, at_org, doms, nd, spf, roll, a, &pol))
+    /* SPF alignment: relaxed by default, exact under aspf=s */
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject", "example.org", false, none, 0, "mail.example.org", 0),
+        TAMIS_AUTH_PASS);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_REJECT);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject; aspf=s", "example.org", false, none, 0, "mail.example.org", 0),
+        TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_REJECT);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject; aspf=s", "example.org", false, none, 0, "Example.ORG", 0),
+        TAMIS_AUTH_PASS);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=quarantine", "example.org", false, none, 0, "example.net", 0),
+        TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_QUARANTINE);
+    /* public suffixes: co.uk domains align only within their registrable domain */
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject", "shop.example.co.uk", false, none, 0, "mail.example.co.uk", 0),
+        TAMIS_AUTH_PASS);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject", "example.co.uk", false, none, 0, "other.co.uk", 0),
+        TAMIS_AUTH_FAIL);
+    /* DKIM under adkim=s, SPF relaxed still passes */
+    assert_int_equal(DECIDE("v=DMARC1; p=reject; adkim=s", "example.org", false, dk, 1, NULL, 0),
+                     TAMIS_AUTH_FAIL);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject; adkim=s", "example.org", false, dk, 1, "bounce.example.org", 0),
+        TAMIS_AUTH_PASS);
+    /* sp= only for a subdomain under the organisational domain's record */
+    assert_int_equal(DECIDE("v=DMARC1; p=reject; sp=none", "a.example.org", true, none, 0, NULL, 0),
+                     TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_NONE);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=reject; sp=none", "a.example.org", false, none, 0, NULL, 0),
+        TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_REJECT);
+    /* pct=: the roll decides */
+    assert_int_equal(DECIDE("v=DMARC1; p=reject; pct=30", "example.org", false, none, 0, NULL, 29),
+                     TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_REJECT);
+    assert_int_equal(DECIDE("v=DMARC1; p=reject; pct=30", "example.org", false, none, 0, NULL, 30),
+                     TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_QUARANTINE);
+    assert_int_equal(
+        DECIDE("v=DMARC1; p=quarantine; pct=0", "example.org", false, none, 0, NULL, 0),
+        TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_NONE);
+    assert_int_equal(DECIDE("v=DMARC1; p=reject; pct=100", "example.org", false, none, 0, NULL, 99),
+                     TAMIS_AUTH_FAIL);
+    assert_int_equal(pol, TAMIS_DMARC_POLICY_REJECT);
+#undef DECIDE
+    tamis_arena_free(a);
+}
+
 /* ---- evaluation over fixtures ------------------------------------------------------------- */
 
 typedef struct {
@@ -253,6 +321,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_parse),
         cmocka_unit_test(test_domains),
+        cmocka_unit_test(test_decide),
         cmocka_unit_test(test_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
