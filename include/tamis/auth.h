@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tamis/conf.h"
 #include "tamis/core.h"
 #include "tamis/msg.h"
 #include "tamis/net.h"
@@ -66,6 +67,10 @@ typedef struct {
     const char *algorithm; /* "rsa-sha256", "rsa-sha1", "ed25519-sha256" */
     unsigned key_bits;    /* RSA modulus bits (0 for ed25519 or when no key) */
     const char *reason;   /* short text for the header comment / report, or NULL */
+    /* Domain of i= (d= when i= is absent), lower case: what SpamAssassin matches against the
+     * author and envelope domains (DKIM_VALID_AU, DKIM_VALID_EF). NULL when the tags did not
+     * parse. */
+    const char *identity_domain;
 } tamis_dkim_sig_t;
 
 typedef enum {
@@ -81,15 +86,37 @@ typedef struct {
     /* DKIM: every signature (at most 16 are verified), in header order. */
     const tamis_dkim_sig_t *sigs;
     size_t sig_count;
-    /* DMARC for the author (From:) domain. status NONE with has_record false = no record. */
+    /* Whether DKIM was checked at all (false with skip_dkim, no_dns or no resolver): the DKIM
+     * evals never hit without it, as SpamAssassin's plugin does nothing without DNS. */
+    bool dkim_checked;
+    /* The author domain's signing practice for check_dkim_adsp (the letters of
+     * tamis_auth_adsp_t), or 0 when none applies: DKIM not checked, no usable author domain, a
+     * valid author signature, or its key lookup failed temporarily. */
+    char adsp;
+    /* DMARC for the author (From:) domain. status NONE with has_record false = no record.
+     * dmarc_checked is false when DMARC was not evaluated (skip_dmarc, no DNS, no From: domain,
+     * or no client_ip: SpamAssassin needs an external relay); then no DMARC eval hits, not even
+     * check_dmarc_missing. */
+    bool dmarc_checked;
     tamis_auth_status_t dmarc;
     bool dmarc_has_record;
     tamis_dmarc_policy_t dmarc_policy; /* p= or sp=, after pct= sampling */
     const char *author_domain;         /* From: domain, or NULL */
     const char *envelope_domain;       /* envelope sender's domain, or NULL */
+    const char *author_address;        /* From: address (domain in lower case), or NULL */
+    const char *envelope_from;         /* the input's envelope sender, lower case, or NULL */
+    const tamis_conf_t *conf;          /* the input's conf (welcome lists), borrowed, or NULL */
 } tamis_auth_result_t;
 
 /* ---- the check ------------------------------------------------------------------------------- */
+
+/* One adsp_override entry (SpamAssassin's DKIM plugin): domain in lower case, exact or a
+ * wildcard "*.example.com" (subdomains) or "*" (everything); practice is SpamAssassin's letter:
+ * 'N' nxdomain, 'U' unknown, 'A' all, 'D' discardable, '1' '2' '3' custom_low/med/high. */
+typedef struct {
+    const char *domain;
+    char practice;
+} tamis_auth_adsp_t;
 
 typedef struct {
     /* From the first untrusted relay (SpamAssassin's choice) and the envelope-sender finder of the
@@ -100,6 +127,15 @@ typedef struct {
     bool no_dns;   /* local tests only: DKIM_SIGNED-style results only, no lookups */
     bool skip_spf, skip_dkim, skip_dmarc;
     double now;    /* seconds since the epoch, for DKIM t=/x= (0 = time(NULL)) */
+    /* ADSP (RFC 5617, historic) as SpamAssassin still applies it: the conf's adsp_override
+     * entries (tamis_conf_t.adsp_override, same layout); a domain without one is looked up
+     * (_adsp._domainkey TXT, and the domain itself for NXDOMAIN). */
+    const tamis_auth_adsp_t *adsp_override;
+    size_t adsp_override_count;
+    /* For the welcome-list evals (check_for_{,def_}{spf,dkim}_welcomelist_from): the
+     * *_from_spf, *_from_dkim and *_auth lists. Borrowed: it must outlive the result. NULL =
+     * those evals never hit. */
+    const tamis_conf_t *conf;
 } tamis_auth_input_t;
 
 typedef struct tamis_auth tamis_auth_t;
@@ -117,9 +153,10 @@ const tamis_auth_result_t *tamis_auth_finish(tamis_auth_t *a);
  * check_for_spf_{pass,neutral,none,fail,softfail,permerror,temperror},
  * check_for_spf_helo_{…the same…}, check_dkim_signed([domain…]), check_dkim_valid([domain…]),
  * check_dkim_valid_author_sig, check_dkim_valid_envelopefrom, check_dkim_dependable,
- * check_dkim_testing, check_for_dkim_whitelist…-style functions it knows, and
- * check_dmarc_{pass,reject,quarantine,none,missing}. *known is set false for a name it does not
- * implement. Returns whether the rule hits. */
+ * check_dkim_testing, check_dkim_adsp(practices[, domain…]), check_dkim_signall,
+ * check_dkim_signsome, check_dkim_verified, check_dmarc_{pass,reject,quarantine,none,missing},
+ * and the welcome lists check_for_{,def_}{spf,dkim}_{welcomelist,whitelist}_from.
+ * *known is set false for a name it does not implement. Returns whether the rule hits. */
 bool tamis_auth_eval(const tamis_auth_result_t *r, const char *func, const char *const *args,
                      size_t nargs, bool *known);
 

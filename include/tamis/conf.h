@@ -59,6 +59,13 @@ typedef struct {
     tamis_addr_list_t list;
 } tamis_named_list_t;
 
+/* adsp_override (SpamAssassin's DKIM plugin): domain in lower case, exact or "*.parent" / "*";
+ * practice 'N' 'U' 'A' 'D' '1' '2' '3' (same layout as tamis_auth_adsp_t in tamis/auth.h). */
+typedef struct {
+    char *domain;
+    char practice;
+} tamis_conf_adsp_t;
+
 typedef struct tamis_conf {
     /* scoring */
     double required_score; /* required_score / required_hits, default 5 */
@@ -95,6 +102,10 @@ typedef struct tamis_conf {
     tamis_addr_list_t welcomelist_from_rcvd;
     tamis_addr_list_t def_welcomelist_from_rcvd;
     tamis_addr_list_t welcomelist_auth, def_welcomelist_auth;
+    /* DKIM and SPF plugins' lists; in *_from_dkim, rcvd is the signing domain ("" = the author's
+     * own domain) and an address may appear once per signing domain */
+    tamis_addr_list_t welcomelist_from_dkim, def_welcomelist_from_dkim;
+    tamis_addr_list_t welcomelist_from_spf, def_welcomelist_from_spf;
     tamis_addr_list_t welcomelist_to, more_spam_to, all_spam_to, blocklist_to;
     tamis_named_list_t *addrlists;
     size_t addrlist_count;
@@ -113,6 +124,12 @@ typedef struct tamis_conf {
     unsigned bayes_min_ham_num, bayes_min_spam_num; /* 200 */
     bool skip_rbl_checks;                           /* default 0 */
     double rbl_timeout;                             /* default 15 */
+
+    /* mail authentication (lib/auth, docs/auth.md) */
+    bool authres_header;   /* default 0: add Authentication-Results (RFC 8601) in PROCESS/HEADERS */
+    char *authres_serv_id; /* its authserv-id; "" (default) = the host name */
+    tamis_conf_adsp_t *adsp_override; /* a later entry for a domain replaces the earlier one */
+    size_t adsp_override_count;
 
     /* Settings the table knows but Tamis does not act on yet, kept for --lint and the dump. */
     void *internal; /* private to lib/conf */

@@ -322,6 +322,62 @@ static int h_copy_headers(tamis_conf_t *c, const char *key, const char *v)
     return 0;
 }
 
+/* adsp_override DOMAIN [nxdomain|unknown|all|discardable|custom_low|custom_med|custom_high]:
+ * discardable when the practice is left out, as SpamAssassin's DKIM plugin. */
+static int h_adsp_override(tamis_conf_t *c, const char *key, const char *v)
+{
+    (void)key;
+    const char *p = v;
+    if (*p == '@')
+        p++;
+    const char *ds = p;
+    while (*p && (isalnum((unsigned char)*p) || strchr("*._-", *p)))
+        p++;
+    size_t dl = (size_t)(p - ds);
+    if (dl == 0 || (*p && !isspace((unsigned char)*p)))
+        return TAMIS_EINVAL;
+    while (isspace((unsigned char)*p))
+        p++;
+    static const struct {
+        const char *name;
+        char letter;
+    } practices[] = {{"nxdomain", 'N'},    {"unknown", 'U'},    {"all", 'A'},
+                     {"discardable", 'D'}, {"custom_low", '1'}, {"custom_med", '2'},
+                     {"custom_high", '3'}};
+    char letter = 'D';
+    if (*p) {
+        size_t pl = strlen(p);
+        while (pl && isspace((unsigned char)p[pl - 1]))
+            pl--;
+        letter = 0;
+        for (size_t i = 0; i < sizeof(practices) / sizeof(practices[0]); i++)
+            if (strlen(practices[i].name) == pl && strncasecmp(p, practices[i].name, pl) == 0)
+                letter = practices[i].letter;
+        if (!letter)
+            return TAMIS_EINVAL;
+    }
+    char *dom = cstrn(c, ds, dl);
+    if (!dom)
+        return TAMIS_ENOMEM;
+    for (char *q = dom; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    for (size_t i = 0; i < c->adsp_override_count; i++)
+        if (strcmp(c->adsp_override[i].domain, dom) == 0) {
+            c->adsp_override[i].practice = letter;
+            return 0;
+        }
+    if (c->adsp_override_count >= MAX_LIST_ITEMS)
+        return TAMIS_ELIMIT;
+    tamis_conf_adsp_t *a = realloc(c->adsp_override, (c->adsp_override_count + 1) * sizeof(*a));
+    if (!a)
+        return TAMIS_ENOMEM;
+    c->adsp_override = a;
+    a[c->adsp_override_count].domain = dom;
+    a[c->adsp_override_count].practice = letter;
+    c->adsp_override_count++;
+    return 0;
+}
+
 /* ---- networks ---------------------------------------------------------------------------------
  */
 
@@ -576,6 +632,23 @@ static int addr_rcvd(tamis_conf_t *c, tamis_addr_list_t *l, const char *v)
     return addr_push(c, l, a, strlen(a), r);
 }
 
+/* "addr [signing-domain]" of *_from_dkim: every line adds an entry (SpamAssassin keeps a list of
+ * signing domains per address); rcvd holds the signing domain, "" for the author's domain. */
+static int addr_dkim(tamis_conf_t *c, tamis_addr_list_t *l, const char *v)
+{
+    char a[512], d[512] = "", extra[2];
+    int n = sscanf(v, "%511s %511s %1s", a, d, extra);
+    if (n < 1 || n > 2)
+        return TAMIS_EINVAL;
+    int rc = addr_push(c, l, a, strlen(a), NULL);
+    if (rc)
+        return rc;
+    for (char *q = d; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    l->items[l->count - 1].rcvd = cstr(c, d);
+    return l->items[l->count - 1].rcvd ? 0 : TAMIS_ENOMEM;
+}
+
 bool tamis_conf_addr_match(const char *pattern, const char *addr)
 {
     if (!pattern || !addr)
@@ -704,6 +777,14 @@ static const setting_t settings[] = {
     FN("def_whitelist_auth", h_special, "old name of def_welcomelist_auth"),
     FN("unwelcomelist_auth", h_special, "remove from welcomelist_auth"),
     FN("unwhitelist_auth", h_special, "old name of unwelcomelist_auth"),
+    FN("welcomelist_from_dkim", h_special, "welcomelisted with a valid DKIM signature"),
+    FN("whitelist_from_dkim", h_special, "old name of welcomelist_from_dkim"),
+    FN("def_welcomelist_from_dkim", h_special, "default welcomelist_from_dkim"),
+    FN("def_whitelist_from_dkim", h_special, "old name of def_welcomelist_from_dkim"),
+    FN("welcomelist_from_spf", h_special, "welcomelisted envelope sender with an SPF pass"),
+    FN("whitelist_from_spf", h_special, "old name of welcomelist_from_spf"),
+    FN("def_welcomelist_from_spf", h_special, "default welcomelist_from_spf"),
+    FN("def_whitelist_from_spf", h_special, "old name of def_welcomelist_from_spf"),
     FN("welcomelist_to", h_special, "recipients who like (some) spam"),
     FN("whitelist_to", h_special, "old name of welcomelist_to"),
     FN("more_spam_to", h_special, "recipients who like more spam"),
@@ -728,13 +809,16 @@ static const setting_t settings[] = {
     UINT("bayes_min_spam_num", bayes_min_spam_num, 200, 0, 1e9, "spam needed before Bayes is used"),
     BOOL("skip_rbl_checks", skip_rbl_checks, 0, "no DNS blocklist lookups"),
     NUM("rbl_timeout", rbl_timeout, 15, 0, 1e6, "DNS blocklist wait in seconds"),
+    BOOL("authres_header", authres_header, 0,
+         "add an Authentication-Results header (SPF, DKIM, DMARC) to PROCESS/HEADERS output"),
+    STR("authres_serv_id", authres_serv_id, "authserv-id of that header (default: the host name)"),
+    FN("adsp_override", h_adsp_override, "DKIM signing practice assumed for an author domain"),
 };
 
 /* Settings SpamAssassin 4.0.1 (Conf.pm and its plugins) knows that Tamis accepts without acting
  * on them (yet), sorted for bsearch. Generated from the "setting =>" and "aliases" entries of
  * /usr/share/perl5/Mail/SpamAssassin, minus the table above and the rule directives. */
-static const char *const ignored[] = {"adsp_override",
-                                      "allow_user_rules",
+static const char *const ignored[] = {"allow_user_rules",
                                       "always_trust_envelope_sender",
                                       "asn_lookup",
                                       "asn_lookup_ipv6",
@@ -809,10 +893,6 @@ static const char *const ignored[] = {"adsp_override",
                                       "dcc_rep_percent",
                                       "dcc_timeout",
                                       "dccifd_options",
-                                      "def_welcomelist_from_dkim",
-                                      "def_welcomelist_from_spf",
-                                      "def_whitelist_from_dkim",
-                                      "def_whitelist_from_spf",
                                       "descriptions",
                                       "dkim_minimum_key_bits",
                                       "dkim_timeout",
@@ -1002,13 +1082,9 @@ static const char *const ignored[] = {"adsp_override",
                                       "version_tag",
                                       "welcomelist_allows_relays",
                                       "welcomelist_bounce_relays",
-                                      "welcomelist_from_dkim",
-                                      "welcomelist_from_spf",
                                       "welcomelist_subject",
                                       "whitelist_allows_relays",
                                       "whitelist_bounce_relays",
-                                      "whitelist_from_dkim",
-                                      "whitelist_from_spf",
                                       "whitelist_subject",
                                       "whitelist_uri_host"};
 
@@ -1050,6 +1126,14 @@ static int apply_special(tamis_conf_t *c, const char *k, const char *v, const ch
         {"unwhitelist_auth", &c->welcomelist_auth, true, false},
         {"def_welcomelist_auth", &c->def_welcomelist_auth, false, false},
         {"def_whitelist_auth", &c->def_welcomelist_auth, false, false},
+        {"welcomelist_from_dkim", &c->welcomelist_from_dkim, false, false},
+        {"whitelist_from_dkim", &c->welcomelist_from_dkim, false, false},
+        {"def_welcomelist_from_dkim", &c->def_welcomelist_from_dkim, false, false},
+        {"def_whitelist_from_dkim", &c->def_welcomelist_from_dkim, false, false},
+        {"welcomelist_from_spf", &c->welcomelist_from_spf, false, false},
+        {"whitelist_from_spf", &c->welcomelist_from_spf, false, false},
+        {"def_welcomelist_from_spf", &c->def_welcomelist_from_spf, false, false},
+        {"def_whitelist_from_spf", &c->def_welcomelist_from_spf, false, false},
         {"welcomelist_to", &c->welcomelist_to, false, false},
         {"whitelist_to", &c->welcomelist_to, false, false},
         {"more_spam_to", &c->more_spam_to, false, false},
@@ -1066,6 +1150,8 @@ static int apply_special(tamis_conf_t *c, const char *k, const char *v, const ch
             continue;
         if (lists[i].rcvd)
             return addr_rcvd(c, lists[i].list, v);
+        if (strstr(lists[i].name, "_from_dkim")) /* "addr [signing-domain]" */
+            return addr_dkim(c, lists[i].list, v);
         return addr_words(c, lists[i].list, v, lists[i].remove);
     }
     if (strcmp(k, "enlist_addrlist") == 0)
@@ -1222,11 +1308,12 @@ static int set_defaults(tamis_conf_t *c)
     c->report_safe = 1;
     c->report_charset = cstr(c, "UTF-8");
     c->report_hostname = cstr(c, "");
+    c->authres_serv_id = cstr(c, "");
     c->report_contact = cstr(c, "the administrator of that system");
     c->report_template = cstr(c, "");
     c->unsafe_report_template = cstr(c, "");
-    if (!c->report_charset || !c->report_hostname || !c->report_contact || !c->report_template ||
-        !c->unsafe_report_template)
+    if (!c->report_charset || !c->report_hostname || !c->authres_serv_id || !c->report_contact ||
+        !c->report_template || !c->unsafe_report_template)
         return TAMIS_ENOMEM;
     /* The four headers of SA's 10_default_prefs.cf, present even when no file sets them. */
     int rc = header_add(c, TAMIS_CONF_ALL, "Checker-Version",
@@ -1278,16 +1365,27 @@ void tamis_conf_free(tamis_conf_t *c)
         return;
     free(c->headers);
     free(c->report_safe_copy_headers);
+    free(c->adsp_override);
     free(c->trusted_networks.items);
     free(c->internal_networks.items);
     free(c->msa_networks.items);
-    tamis_addr_list_t *lists[] = {&c->welcomelist_from,      &c->blocklist_from,
-                                  &c->welcomelist_from_rcvd, &c->def_welcomelist_from_rcvd,
-                                  &c->welcomelist_auth,      &c->def_welcomelist_auth,
-                                  &c->welcomelist_to,        &c->more_spam_to,
-                                  &c->all_spam_to,           &c->blocklist_to,
-                                  &c->freemail_domains,      &c->freemail_welcomelist,
-                                  &c->uridnsbl_skip_domains};
+    tamis_addr_list_t *lists[] = {&c->welcomelist_from,
+                                  &c->blocklist_from,
+                                  &c->welcomelist_from_rcvd,
+                                  &c->def_welcomelist_from_rcvd,
+                                  &c->welcomelist_auth,
+                                  &c->def_welcomelist_auth,
+                                  &c->welcomelist_to,
+                                  &c->more_spam_to,
+                                  &c->all_spam_to,
+                                  &c->blocklist_to,
+                                  &c->freemail_domains,
+                                  &c->freemail_welcomelist,
+                                  &c->uridnsbl_skip_domains,
+                                  &c->welcomelist_from_dkim,
+                                  &c->def_welcomelist_from_dkim,
+                                  &c->welcomelist_from_spf,
+                                  &c->def_welcomelist_from_spf};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
         free_addr_list(lists[i]);
     free_named(c->addrlists, c->addrlist_count);

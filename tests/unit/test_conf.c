@@ -45,6 +45,8 @@ static void test_defaults(void **state)
     assert_non_null(strstr(header(c, "Status", TAMIS_CONF_HAM)->template, "tests=_TESTS_"));
     assert_null(c->rewrite_subject);
     assert_false(c->trusted_networks.set);
+    assert_false(c->authres_header);
+    assert_string_equal(c->authres_serv_id, "");
     tamis_conf_free(c);
     tamis_conf_free(NULL);
 }
@@ -58,6 +60,32 @@ static void test_scalars(void **state)
     assert_float_equal(c->required_score, 6.5, 0);
     assert_int_equal(apply(c, "required_hits", "4", d), TAMIS_CONF_APPLIED);
     assert_float_equal(c->required_score, 4, 0);
+    assert_int_equal(apply(c, "authres_header", "1", d), TAMIS_CONF_APPLIED);
+    assert_true(c->authres_header);
+    assert_int_equal(apply(c, "authres_serv_id", "mx.example.org", d), TAMIS_CONF_APPLIED);
+    assert_string_equal(c->authres_serv_id, "mx.example.org");
+    assert_int_equal(c->adsp_override_count, 0);
+    assert_int_equal(apply(c, "adsp_override", "PayPal.com", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "adsp_override", "*.example.com custom_med", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "adsp_override", "paypal.com all", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "def_whitelist_from_dkim", "*@Example.COM example.com", d),
+                     TAMIS_CONF_APPLIED);
+    assert_int_equal(apply(c, "def_welcomelist_from_dkim", "*@example.com", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(c->def_welcomelist_from_dkim.count, 2);
+    assert_string_equal(c->def_welcomelist_from_dkim.items[0].pattern, "*@example.com");
+    assert_string_equal(c->def_welcomelist_from_dkim.items[0].rcvd, "example.com");
+    assert_string_equal(c->def_welcomelist_from_dkim.items[1].rcvd, "");
+    assert_int_equal(apply(c, "whitelist_from_spf", "a@b.c *@d.e", d), TAMIS_CONF_APPLIED);
+    assert_int_equal(c->welcomelist_from_spf.count, 2);
+    tamis_diag_t *d2 = tamis_diag_new();
+    apply(c, "adsp_override", "x.org sometimes", d2); /* an invalid value: a warning */
+    assert_int_equal(tamis_diag_count_level(d2, TAMIS_DIAG_WARN), 1);
+    tamis_diag_free(d2);
+    assert_int_equal(c->adsp_override_count, 2);
+    assert_string_equal(c->adsp_override[0].domain, "paypal.com");
+    assert_int_equal(c->adsp_override[0].practice, 'A'); /* the later entry wins */
+    assert_string_equal(c->adsp_override[1].domain, "*.example.com");
+    assert_int_equal(c->adsp_override[1].practice, '2');
     /* a bad value warns and keeps the old one */
     assert_int_equal(apply(c, "required_score", "lots", d), TAMIS_CONF_APPLIED);
     assert_float_equal(c->required_score, 4, 0);

@@ -41,6 +41,12 @@ def _free_udp_tcp_port():
 
 
 def _quote(s):
+    # A record with quoted character-strings (TXT "a; b" "c") goes in single quotes: unbound
+    # keeps the double quotes for its zone-file parser, which then reads ';' inside them as data
+    # and several strings as one TXT record. Escaped double quotes would reach that parser as
+    # literal '"' and ';' would start a comment there.
+    if '"' in s and "'" not in s:
+        return "'" + s + "'"
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
