@@ -40,6 +40,9 @@ typedef struct {
 int tamis__relays_compute(const tamis_conf_t *conf, const tamis_msg_t *m, tamis_arena_t *arena,
                           tamis__relays_t *out);
 
+/* SpamAssassin's IP_PRIVATE (RFC 1918, loopback, link-local, CGN, IPv6 ULA …); relays.c. */
+bool tamis__ip_is_private(const char *ip);
+
 /* Per-message memo slots an eval file may use (keyed by a static string address). */
 typedef struct tamis__memo tamis__memo_t;
 

@@ -374,6 +374,11 @@ static unsigned parse_tflags(const char *v, unsigned *maxhits)
         {"nolog", TAMIS_TFLAG_NOLOG},
         {"autolearn_body", TAMIS_TFLAG_AUTOLEARN_BODY},
         {"autolearn_header", TAMIS_TFLAG_AUTOLEARN_HEADER},
+        {"a", TAMIS_TFLAG_A},
+        {"ns", TAMIS_TFLAG_NS},
+        {"domains_only", TAMIS_TFLAG_DOMAINS_ONLY},
+        {"ips_only", TAMIS_TFLAG_IPS_ONLY},
+        {"notrim", TAMIS_TFLAG_NOTRIM},
     };
     unsigned f = 0;
     *maxhits = 0;
@@ -745,6 +750,8 @@ int tamis__parse_rule_directive(tamis_ruleset_t *rs, const char *key, const char
     else if (strncmp(key, "uri", 3) == 0 && (strstr(key, "dnsbl") || strstr(key, "dnssub") ||
                                              strstr(key, "rhsbl") || strstr(key, "rhssub")))
         rc = kv_set(rs, &rs->uridnsbl, &rs->nuridnsbl, value, key); /* line → directive */
+    else if (strcmp(key, "dns_block_rule") == 0)
+        rc = kv_set(rs, &rs->dns_block, &rs->ndns_block, value, key);
     else if (strcmp(key, "test") == 0 || strcmp(key, "reuse") == 0)
         rc = 0; /* rule QA only */
     else
