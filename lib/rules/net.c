@@ -126,7 +126,13 @@ int tamis_rules_uribl(const tamis_ruleset_t *rs, tamis_arena_t *arena, tamis_rul
         const char *line = rs->uridnsbl[i].name;
         if (words(arena, line, w, 3) != 3)
             continue;
-        const char *rest = strstr(line, w[2]) + strlen(w[2]);
+        const char *rest = line; /* after the third word */
+        for (int k = 0; k < 3; k++) {
+            while (isspace((unsigned char)*rest))
+                rest++;
+            while (*rest && !isspace((unsigned char)*rest))
+                rest++;
+        }
         while (isspace((unsigned char)*rest))
             rest++;
         if (sub != (*rest != '\0'))

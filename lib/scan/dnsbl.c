@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <libpsl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -118,6 +119,8 @@ static size_t add_query(tamis__dns_t *d, const char *name, tamis_net_type_t type
     const char *copy = tamis_arena_strdup(d->a, name);
     if (!copy)
         return (size_t)-1;
+    if (getenv("TAMIS_DNS_DEBUG"))
+        fprintf(stderr, "dns: query %s %d\n", name, (int)type);
     d->q[d->nq] = (query_t){copy, type, slot};
     d->stats.queries++;
     return d->nq++;
