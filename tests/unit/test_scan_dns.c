@@ -468,6 +468,57 @@ static void test_trusted_relay(void **state)
     assert_string_equal(hits, "");
 }
 
+/* ---- rDNS and HELO rules from the Received chain (no DNS) ------------------------------------ */
+
+static bool has_hit(tamis_ruleset_t *rs, const char *text, const char *rule)
+{
+    tamis_scan_opts_t o;
+    tamis_scan_opts_default(&o);
+    o.hostname = "test.example";
+    o.now = 1795000000;
+    o.local_only = true;
+    tamis_scan_t *s = NULL;
+    char err[256];
+    assert_int_equal(tamis_scan_run(rs, text, strlen(text), &o, &s, err, sizeof(err)), 0);
+    bool hit = false;
+    for (size_t i = 0; i < tamis_scan_hit_count(s); i++)
+        hit |= strcmp(tamis_scan_hit(s, i)->name, rule) == 0;
+    tamis_scan_free(s);
+    return hit;
+}
+
+static char *postfix_message(const char *helo, const char *rdns)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf,
+             "Received: from %s (%s [198.51.100.50])\n"
+             "\tby mx.example.net (Postfix) with ESMTP id 5B2C3D4E5F\n"
+             "\tfor <b@example.net>; Mon, 23 Nov 2026 06:00:00 +0000\n"
+             "From: Alice <a@example.org>\nTo: b@example.net\nSubject: hello there\n"
+             "Message-ID: <x2@example.org>\nDate: Mon, 23 Nov 2026 06:00:00 +0000\n\nhi\n",
+             helo, rdns);
+    return buf;
+}
+
+static void test_rdns_helo(void **state)
+{
+    (void)state;
+    if (!stock)
+        skip();
+    /* Postfix always looks rDNS up: "unknown" means the client has none */
+    const char *m = postfix_message("mail.yahoo.com", "unknown");
+    assert_true(has_hit(stock, m, "RDNS_NONE"));
+    assert_true(has_hit(stock, m, "NO_RDNS_DOTCOM_HELO"));
+    m = postfix_message("mail.example.org", "unknown");
+    assert_true(has_hit(stock, m, "RDNS_NONE"));
+    assert_false(has_hit(stock, m, "NO_RDNS_DOTCOM_HELO"));
+    m = postfix_message("mail.yahoo.com", "mail.yahoo.com");
+    assert_false(has_hit(stock, m, "RDNS_NONE"));
+    assert_false(has_hit(stock, m, "NO_RDNS_DOTCOM_HELO"));
+    m = postfix_message("friend", "dsl-198-51-100-50.dhcp.example.net");
+    assert_true(has_hit(stock, m, "RDNS_DYNAMIC"));
+}
+
 /* ---- candidate selection (pure) -------------------------------------------------------------- */
 
 static void test_select(void **state)
@@ -565,7 +616,8 @@ int main(void)
         cmocka_unit_test(test_meta),         cmocka_unit_test(test_skip_domain),
         cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
         cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
-        cmocka_unit_test(test_declarations), cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
