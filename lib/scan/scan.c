@@ -198,8 +198,10 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
         ro.score_set = score_set(s->conf, o, s->bayes.usable);
         /* DNS first, so the answers arrive while the other rules run (docs/dns.md) */
         if (!rc && o->net && !o->local_only && !s->conf->skip_rbl_checks && (ro.score_set & 1)) {
-            rc = tamis__dns_start(s, o->net, ro.score_set, parsed + s->conf->rbl_timeout * 1000.0,
-                                  &dns);
+            double deadline = parsed + s->conf->rbl_timeout * 1000.0;
+            if (ro.time_budget_ms > 0 && parsed + ro.time_budget_ms < deadline)
+                deadline = parsed + ro.time_budget_ms; /* never past the scan's own budget */
+            rc = tamis__dns_start(s, o->net, ro.score_set, deadline, &dns);
             ro.net_eval = dns ? tamis__dns_eval : NULL;
             ro.net_ctx = dns;
         }
