@@ -230,9 +230,30 @@ typedef struct {
     const char **originating; /* IPs of the originating_ip_headers (X-Originating-IP …) */
     size_t originating_count;
     bool any; /* some untrusted or originating IP: check_rbl has something to do */
+    /* check_rbl_rcvd's relay: the oldest untrusted one (NULL if none) */
+    const tamis_relay_t *oldest_untrusted;
 } tamis_rules_dnsbl_ips_t;
 int tamis_rules_dnsbl_ips(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *arena,
                           tamis_rules_dnsbl_ips_t *out);
+
+/* The sender data of check_rbl_envfrom / check_rbl_from_host / check_rbl_from_domain:
+ * the envelope sender address ("" if unknown) and PerMsgStatus::all_from_addrs (Resent-From,
+ * else From, Envelope-Sender, Resent-Sender, X-Envelope-From and the envelope sender). opts may
+ * be NULL (its envelope_from is used when set). Strings and array from arena. */
+typedef struct {
+    const char *envelope_from;
+    const char *const *from_addrs;
+    size_t from_count;
+} tamis_rules_senders_t;
+int tamis_rules_senders(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                        const tamis_rules_run_opts_t *opts, tamis_arena_t *arena,
+                        tamis_rules_senders_t *out);
+
+/* The value of a header expression exactly as a header rule sees it ("Reply-To:addr",
+ * "X-Source-IP", "EnvelopeFrom:addr" …; spec-rules §3.1), or NULL when missing. Arena memory. */
+const char *tamis_rules_header(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                               const tamis_rules_run_opts_t *opts, const char *expr,
+                               tamis_arena_t *arena);
 
 /* The IPs check_rbl(set, …) queries, in query order, as DNSEval selects them from the set
  * name's suffix: "-notfirsthop" (external IPs but the originating one, when several),

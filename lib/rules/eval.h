@@ -66,6 +66,10 @@ typedef struct tamis_eval_ctx {
  * Implemented in header.c. */
 const char *tamis__header_get(tamis_eval_ctx_t *ctx, const char *expr);
 
+/* PerMsgStatus::all_from_addrs (Resent-From, else From, Envelope-Sender, … EnvelopeFrom);
+ * eval_header.c. Arena memory; ctx needs rs, conf, msg, relays, opts and arena. */
+size_t tamis__all_from_addrs(tamis_eval_ctx_t *ctx, const char *const **out);
+
 /* Attaches a detail text ("[...]" in reports) to the current hit. */
 void tamis__eval_log(tamis_eval_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -274,6 +274,12 @@ int tamis_rules_dnsbl_ips(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis
         if ((x->trusted ? !x->internal : true) && out->external_count < MAX_IPS)
             ext[out->external_count++] = ip;
     }
+    if (rl.trusted_count < rl.count)
+        for (size_t i = rl.count; i-- > rl.trusted_count;)
+            if (!rl.all[i].r->originating) {
+                out->oldest_untrusted = rl.all[i].r;
+                break;
+            }
     out->untrusted_count = uniq_public(unt, 0, raw, nraw);
     out->any = out->untrusted_count + out->originating_count > 0;
     return 0;
@@ -340,4 +346,60 @@ size_t tamis_rules_dnsbl_select(const tamis_ruleset_t *rs, const tamis_rules_dns
     for (size_t i = first; i < n && w < cap; i++)
         out[w++] = v[i];
     return w;
+}
+
+/* ---- header data for the sender-based evals ---------------------------------------------------
+ */
+
+static int eval_ctx(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                    const tamis_rules_run_opts_t *opts, tamis_arena_t *arena, tamis__relays_t *rl,
+                    tamis_eval_ctx_t *ctx)
+{
+    int rc = tamis__relays_compute(rs->conf, m, arena, rl);
+    if (rc == TAMIS_ENOMEM)
+        return rc;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->rs = rs;
+    ctx->conf = rs->conf;
+    ctx->msg = m;
+    ctx->relays = rc == 0 ? rl : NULL;
+    ctx->opts = opts;
+    ctx->arena = arena;
+    return 0;
+}
+
+/* The first line of a header value, without its newline ("" for NULL). */
+static const char *first_line(tamis_arena_t *a, const char *v)
+{
+    return v ? tamis_arena_strndup(a, v, strcspn(v, "\n")) : "";
+}
+
+int tamis_rules_senders(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                        const tamis_rules_run_opts_t *opts, tamis_arena_t *arena,
+                        tamis_rules_senders_t *out)
+{
+    if (!rs || !m || !arena || !out)
+        return TAMIS_EINVAL;
+    memset(out, 0, sizeof *out);
+    tamis__relays_t rl;
+    tamis_eval_ctx_t ctx;
+    int rc = eval_ctx(rs, m, opts, arena, &rl, &ctx);
+    if (rc)
+        return rc;
+    out->envelope_from = first_line(arena, tamis__header_get(&ctx, "EnvelopeFrom:addr"));
+    out->from_count = tamis__all_from_addrs(&ctx, &out->from_addrs);
+    return out->envelope_from ? 0 : TAMIS_ENOMEM;
+}
+
+const char *tamis_rules_header(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                               const tamis_rules_run_opts_t *opts, const char *expr,
+                               tamis_arena_t *arena)
+{
+    if (!rs || !m || !expr || !arena)
+        return NULL;
+    tamis__relays_t rl;
+    tamis_eval_ctx_t ctx;
+    if (eval_ctx(rs, m, opts, arena, &rl, &ctx) != 0)
+        return NULL;
+    return tamis__header_get(&ctx, expr);
 }

@@ -26,7 +26,6 @@
 #include <ctype.h>
 #include <libpsl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -43,9 +42,15 @@ typedef struct {
 /* What one rule reads. */
 typedef enum { R_RBL, R_RBL_SUB, R_URIBL } rkind_t;
 
+/* What a DNSEval rule looks up. */
+typedef enum { F_IP, F_ENVFROM, F_FROM_HOST, F_FROM_DOMAIN, F_HEADERS, F_RCVD } rfunc_t;
+
 typedef struct {
     const char *name;
     rkind_t kind;
+    rfunc_t func;
+    const char *headers; /* check_rbl_headers: its header list, NULL = SA's rbl_headers */
+    unsigned tflags;
     const char *set;  /* check_rbl* set name (sub rules: the set they read) */
     const char *zone; /* lower case, no trailing dot; NULL for sub rules */
     const char *subtest;
@@ -119,8 +124,6 @@ static size_t add_query(tamis__dns_t *d, const char *name, tamis_net_type_t type
     const char *copy = tamis_arena_strdup(d->a, name);
     if (!copy)
         return (size_t)-1;
-    if (getenv("TAMIS_DNS_DEBUG"))
-        fprintf(stderr, "dns: query %s %d\n", name, (int)type);
     d->q[d->nq] = (query_t){copy, type, slot};
     d->stats.queries++;
     return d->nq++;
@@ -172,11 +175,147 @@ static const char *zone_of(tamis_arena_t *a, const char *z)
     return c && *c ? c : NULL;
 }
 
+/* is_fqdn_valid + is_domain_valid, roughly: letters, digits, '-', '_', dots between labels,
+ * at least two labels. */
+static bool valid_host(const char *h)
+{
+    size_t n = strlen(h);
+    if (n < 3 || n > 253 || h[0] == '.' || h[n - 1] == '.' || !strchr(h, '.') || strstr(h, ".."))
+        return false;
+    for (const char *p = h; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return false;
+    return true;
+}
+
+/* Asks "<host>.<zone>" (an IP host reversed) with the domains_only / ips_only filters. */
+static void ask_host(tamis__dns_t *d, size_t ri, const char *host)
+{
+    const nrule_t *r = &d->r[ri];
+    if (is_ip(host)) {
+        if (!(r->tflags & TAMIS_TFLAG_DOMAINS_ONLY))
+            ask_ip(d, ri, host);
+        return;
+    }
+    if (r->tflags & TAMIS_TFLAG_IPS_ONLY)
+        return;
+    char *h = tamis_arena_strdup(d->a, host);
+    for (char *p = h; p && *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    size_t n = h ? strlen(h) : 0;
+    while (n && h[n - 1] == '.')
+        h[--n] = '\0';
+    if (h && valid_host(h))
+        ask_zone(d, ri, h, h);
+}
+
+/* _check_rbl_addresses: the host part of each address (dots squeezed); from_domain: its
+ * registrable domain. */
+static void ask_addresses(tamis__dns_t *d, size_t ri, const char *const *addrs, size_t n,
+                          bool domain)
+{
+    for (size_t i = 0; i < n && i < 64; i++) {
+        const char *at = addrs[i] ? strrchr(addrs[i], '@') : NULL;
+        if (!at || !at[1] || strpbrk(at + 1, " \t"))
+            continue;
+        char host[256];
+        size_t k = 0;
+        for (const char *p = at + 1; *p == '.'; p++)
+            at++;
+        for (const char *p = at + 1; *p && k + 1 < sizeof host; p++)
+            if (!(*p == '.' && k && host[k - 1] == '.'))
+                host[k++] = *p;
+        host[k] = '\0';
+        const char *h = host;
+        if (domain && !is_ip(host)) {
+            const char *reg = psl_registrable_domain(psl_builtin(), host);
+            if (reg)
+                h = reg;
+        }
+        ask_host(d, ri, h);
+    }
+}
+
+/* SpamAssassin's default rbl_headers. */
+static const char default_rbl_headers[] =
+    "EnvelopeFrom,Reply-To,Disposition-Notification-To,X-WebmailclientIP,X-Source-IP";
+
+/* check_rbl_headers: an address in the header (its host), else each line as a host or IP. */
+static void ask_headers(tamis__dns_t *d, size_t ri)
+{
+    const char *list = d->r[ri].headers ? d->r[ri].headers : default_rbl_headers;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        char expr[128];
+        if (n && n + 6 < sizeof expr) {
+            snprintf(expr, sizeof expr, "%.*s:addr", (int)n, p);
+            const char *v = tamis_rules_header(d->rs, d->s->msg, NULL, expr, d->a);
+            if (v && strchr(v, '@')) {
+                const char *one[1] = {tamis_arena_strndup(d->a, v, strcspn(v, "\n"))};
+                ask_addresses(d, ri, one, 1, false);
+            } else {
+                expr[n] = '\0';
+                v = tamis_rules_header(d->rs, d->s->msg, NULL, expr, d->a);
+                for (const char *l = v; l && *l;) {
+                    size_t ll = strcspn(l, "\n");
+                    char host[256];
+                    if (ll && ll < sizeof host) {
+                        memcpy(host, l, ll);
+                        host[ll] = '\0';
+                        ask_host(d, ri, host);
+                    }
+                    l += ll + (l[ll] == '\n');
+                }
+            }
+        }
+        p += n + (p[n] == ',');
+    }
+}
+
+static void plan_senders(tamis__dns_t *d, const tamis_rules_dnsbl_ips_t *ips,
+                         const tamis_rules_run_opts_t *run)
+{
+    tamis_rules_senders_t snd;
+    bool have = false;
+    for (size_t i = 0; i < d->nr; i++) {
+        nrule_t *r = &d->r[i];
+        if (r->kind != R_RBL || r->func == F_IP)
+            continue;
+        if (!have && (r->func == F_ENVFROM || r->func == F_FROM_HOST || r->func == F_FROM_DOMAIN))
+            have = tamis_rules_senders(d->rs, d->s->msg, run, d->a, &snd) == 0;
+        switch (r->func) {
+        case F_ENVFROM:
+            if (have && *snd.envelope_from)
+                ask_addresses(d, i, &snd.envelope_from, 1, false);
+            break;
+        case F_FROM_HOST:
+        case F_FROM_DOMAIN:
+            if (have)
+                ask_addresses(d, i, snd.from_addrs, snd.from_count, r->func == F_FROM_DOMAIN);
+            break;
+        case F_HEADERS:
+            ask_headers(d, i);
+            break;
+        case F_RCVD: {
+            const tamis_relay_t *x = ips->oldest_untrusted;
+            const char *v[4] = {x ? x->ip : NULL, x ? x->by : NULL, x ? x->helo : NULL,
+                                x ? x->rdns : NULL};
+            for (size_t k = 0; k < 4; k++)
+                if (v[k] && *v[k])
+                    ask_host(d, i, v[k]);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
 static void plan_rbl(tamis__dns_t *d, const tamis_rules_dnsbl_ips_t *ips)
 {
     for (size_t i = 0; i < d->nr; i++) {
         nrule_t *r = &d->r[i];
-        if (r->kind != R_RBL)
+        if (r->kind != R_RBL || r->func != F_IP)
             continue;
         const char *v[64];
         size_t n = tamis_rules_dnsbl_select(d->rs, ips, r->set, false, v, 64);
@@ -350,13 +489,30 @@ static int plan_rules(tamis__dns_t *d, int score_set)
         if (!x->scored)
             continue;
         nrule_t r = {.name = x->name};
-        bool rbl = strcmp(x->func, "check_rbl") == 0, txt = strcmp(x->func, "check_rbl_txt") == 0;
-        if ((rbl || txt) && x->nargs >= 2) {
+        static const struct {
+            const char *name;
+            rfunc_t f;
+        } rbl_funcs[] = {
+            {"check_rbl", F_IP},
+            {"check_rbl_txt", F_IP},
+            {"check_rbl_envfrom", F_ENVFROM},
+            {"check_rbl_from_host", F_FROM_HOST},
+            {"check_rbl_from_domain", F_FROM_DOMAIN},
+            {"check_rbl_headers", F_HEADERS},
+            {"check_rbl_rcvd", F_RCVD},
+        };
+        size_t fi = 0;
+        while (fi < sizeof rbl_funcs / sizeof *rbl_funcs && strcmp(rbl_funcs[fi].name, x->func))
+            fi++;
+        r.tflags = x->tflags;
+        if (fi < sizeof rbl_funcs / sizeof *rbl_funcs && x->nargs >= 2) {
             r.kind = R_RBL;
+            r.func = rbl_funcs[fi].f;
             r.set = x->args[0];
             r.zone = zone_of(d->a, x->args[1]);
-            r.subtest = x->nargs >= 3 ? x->args[2] : NULL;
-            r.txt = txt;
+            r.subtest = x->nargs >= 3 && *x->args[2] ? x->args[2] : NULL;
+            r.headers = r.func == F_HEADERS && x->nargs >= 4 ? x->args[3] : NULL;
+            r.txt = strcmp(x->func, "check_rbl_txt") == 0;
         } else if (strcmp(x->func, "check_rbl_sub") == 0 && x->nargs >= 2) {
             r.kind = R_RBL_SUB;
             r.set = x->args[0];
@@ -399,8 +555,8 @@ static void dns_cleanup(void *p)
     tamis_buf_free(&d->blocked);
 }
 
-int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, int score_set, double deadline_ms,
-                     tamis__dns_t **out)
+int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, const tamis_rules_run_opts_t *run,
+                     double deadline_ms, tamis__dns_t **out)
 {
     *out = NULL;
     tamis__dns_t *d = tamis_arena_calloc(s->arena, 1, sizeof *d);
@@ -418,7 +574,7 @@ int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, int score_set, double de
     d->ah = tamis_arena_calloc(d->a, 64, sizeof *d->ah);
     if (!d->q || !d->c || !d->ns || !d->ah)
         return TAMIS_ENOMEM;
-    int rc = plan_rules(d, score_set);
+    int rc = plan_rules(d, run->score_set);
     if (rc)
         return rc;
     if (!d->nr)
@@ -433,6 +589,7 @@ int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, int score_set, double de
     if (rc)
         return rc;
     plan_rbl(d, &ips);
+    plan_senders(d, &ips, run);
     plan_uribl(d);
     *out = d;
     return 0;

@@ -201,7 +201,7 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
             double deadline = parsed + s->conf->rbl_timeout * 1000.0;
             if (ro.time_budget_ms > 0 && parsed + ro.time_budget_ms < deadline)
                 deadline = parsed + ro.time_budget_ms; /* never past the scan's own budget */
-            rc = tamis__dns_start(s, o->net, ro.score_set, deadline, &dns);
+            rc = tamis__dns_start(s, o->net, &ro, deadline, &dns);
             ro.net_eval = dns ? tamis__dns_eval : NULL;
             ro.net_ctx = dns;
         }

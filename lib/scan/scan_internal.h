@@ -115,10 +115,11 @@ struct tamis_scan {
 /* ---- dnsbl.c: the network tests ------------------------------------------------------------ */
 
 typedef struct tamis__dns tamis__dns_t;
-/* Plans the queries of the scored network rules of s (parsed) and starts them on net. *out is
+/* Plans the queries of the scored network rules of s (parsed; run: score set and envelope
+ * sender) and starts them on net. *out is
  * NULL when there is nothing to ask. Memory from s->arena. Errors: TAMIS_ENOMEM. */
-int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, int score_set, double deadline_ms,
-                     tamis__dns_t **out);
+int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, const tamis_rules_run_opts_t *run,
+                     double deadline_ms, tamis__dns_t **out);
 /* The net_eval callback (ctx = the tamis__dns_t): the first call waits for the answers. */
 bool tamis__dns_eval(void *ctx, const char *rule, const char *func, const char *const *args,
                      size_t nargs, const char **log);

@@ -201,7 +201,7 @@ static void net_stop(void)
 
 /* ---- rule sets ------------------------------------------------------------------------------- */
 
-static tamis_ruleset_t *stock, *small;
+static tamis_ruleset_t *stock, *small, *senders;
 
 static tamis_ruleset_t *load(const char *dir, const char *const *lines, size_t n)
 {
@@ -239,6 +239,25 @@ static const char *const small_lines[] = {
     "rbl_timeout 2",
 };
 
+static const char *const sender_lines[] = {
+    "header T_FROMDOM eval:check_rbl_from_domain('tfd', 'dbl.spamhaus.org.', '127.0.1.2')",
+    "tflags T_FROMDOM net",
+    "score T_FROMDOM 1",
+    "header T_FROMHOST eval:check_rbl_from_host('tfh', 'dbl.spamhaus.org.')",
+    "tflags T_FROMHOST net",
+    "score T_FROMHOST 1",
+    "header T_ENVFROM eval:check_rbl_envfrom('tef', 'dbl.spamhaus.org.', '127.0.1.2')",
+    "tflags T_ENVFROM net",
+    "score T_ENVFROM 1",
+    "header T_RCVD eval:check_rbl_rcvd('trc', 'zen.spamhaus.org.', '127.0.0.4')",
+    "tflags T_RCVD net",
+    "score T_RCVD 1",
+    "header T_HDRS eval:check_rbl_headers('thd', 'dbl.spamhaus.org.', '127.0.1.2', 'Reply-To')",
+    "tflags T_HDRS net",
+    "score T_HDRS 1",
+    "rbl_timeout 2",
+};
+
 static int setup(void **state)
 {
     (void)state;
@@ -249,7 +268,8 @@ static int setup(void **state)
     if (stat("/usr/share/spamassassin/72_active.cf", &sb) == 0)
         stock = load("/usr/share/spamassassin", extra, 1);
     small = load(NULL, small_lines, sizeof small_lines / sizeof *small_lines);
-    return small ? 0 : -1;
+    senders = load(NULL, sender_lines, sizeof sender_lines / sizeof *sender_lines);
+    return small && senders ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -257,6 +277,7 @@ static int teardown(void **state)
     (void)state;
     tamis_rules_unref(stock);
     tamis_rules_unref(small);
+    tamis_rules_unref(senders);
     net_stop();
     ub_stop();
     return 0;
@@ -295,11 +316,14 @@ static char *message(const char *ip, const char *body)
 }
 
 /* Scans text and returns the sorted, comma-joined names of the hits of net rules. */
+static const char *envelope_from; /* for the next net_hits */
+
 static void net_hits(tamis_ruleset_t *rs, const char *text, char *out, size_t outlen,
                      tamis_scan_dns_t *dns, double *ms)
 {
     tamis_scan_opts_t o;
     tamis_scan_opts_default(&o);
+    o.run.envelope_from = envelope_from;
     o.hostname = "test.example";
     o.now = 1795000000;
     o.boundary_seed = 1;
@@ -468,6 +492,32 @@ static void test_trusted_relay(void **state)
     assert_string_equal(hits, "");
 }
 
+static void test_senders(void **state)
+{
+    (void)state;
+    NEED(senders);
+    char hits[512], m[9000];
+    /* From a@mail.dbl-listed.com: its domain is listed, its host is not; the oldest untrusted
+     * relay 198.51.100.7 answers 127.0.0.2 and 127.0.0.4 */
+    snprintf(m, sizeof m, "%s", message("198.51.100.7", "hi"));
+    char *from = strstr(m, "From: Alice <a@example.org>");
+    assert_non_null(from);
+    memmove(from + 6, "<a@mail.dbl-listed.com>    ", 27);
+    envelope_from = "bounce@dbl-listed.com";
+    net_hits(senders, m, hits, sizeof hits, NULL, NULL);
+    envelope_from = NULL;
+    /* all_from_addrs holds the envelope sender too: its host is listed */
+    assert_string_equal(hits, "T_ENVFROM,T_FROMDOM,T_FROMHOST,T_RCVD");
+    net_hits(senders, m, hits, sizeof hits, NULL, NULL);
+    assert_string_equal(hits, "T_FROMDOM,T_RCVD");
+    /* the host itself listed; Reply-To listed */
+    snprintf(m, sizeof m, "Reply-To: r@dbl-listed.com\n%s", message("198.51.100.9", "hi"));
+    from = strstr(m, "From: Alice <a@example.org>");
+    memmove(from + 6, "<a@dbl-listed.com>         ", 27);
+    net_hits(senders, m, hits, sizeof hits, NULL, NULL);
+    assert_string_equal(hits, "T_FROMDOM,T_FROMHOST,T_HDRS");
+}
+
 /* ---- rDNS and HELO rules from the Received chain (no DNS) ------------------------------------ */
 
 static bool has_hit(tamis_ruleset_t *rs, const char *text, const char *rule)
@@ -617,7 +667,7 @@ int main(void)
         cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
         cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
         cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
-        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_senders),      cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
