@@ -201,7 +201,7 @@ static void net_stop(void)
 
 /* ---- rule sets ------------------------------------------------------------------------------- */
 
-static tamis_ruleset_t *stock, *small, *senders;
+static tamis_ruleset_t *stock, *small, *senders, *pref;
 
 static tamis_ruleset_t *load(const char *dir, const char *const *lines, size_t n)
 {
@@ -264,6 +264,15 @@ static const char *const sender_lines[] = {
     "rbl_timeout 2",
 };
 
+static const char *const pref_lines[] = {
+    "urirhssub T_URIBL multi.uribl.com. A 2",
+    "body T_URIBL eval:check_uridnsbl('T_URIBL')",
+    "tflags T_URIBL net",
+    "score T_URIBL 1",
+    "uridnsbl_max_domains 1",
+    "rbl_timeout 2",
+};
+
 static int setup(void **state)
 {
     (void)state;
@@ -275,7 +284,8 @@ static int setup(void **state)
         stock = load("/usr/share/spamassassin", extra, 1);
     small = load(NULL, small_lines, sizeof small_lines / sizeof *small_lines);
     senders = load(NULL, sender_lines, sizeof sender_lines / sizeof *sender_lines);
-    return small && senders ? 0 : -1;
+    pref = load(NULL, pref_lines, sizeof pref_lines / sizeof *pref_lines);
+    return small && senders && pref ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -284,6 +294,7 @@ static int teardown(void **state)
     tamis_rules_unref(stock);
     tamis_rules_unref(small);
     tamis_rules_unref(senders);
+    tamis_rules_unref(pref);
     net_stop();
     ub_stop();
     return 0;
@@ -524,6 +535,30 @@ static void test_senders(void **state)
     assert_string_equal(hits, "T_FROMDOM,T_FROMHOST,T_HDRS");
 }
 
+/* uridnsbl_max_domains 1: an HTML link's domain goes before one in plain text; mailto: links
+ * are never looked up. */
+static void test_domain_preference(void **state)
+{
+    (void)state;
+    NEED(pref);
+    static const char html[] =
+        "From: a@example.org\nTo: b@example.net\nSubject: hi\nMessage-ID: <p1@example.org>\n"
+        "MIME-Version: 1.0\nContent-Type: text/html; charset=us-ascii\n\n"
+        "<html><body><p>see http://unlisted-domain.com/ or mail mailto:x@uribl-listed.com</p>"
+        "<p><a href=\"http://www.uribl-listed.com/go\">here</a></p></body></html>\n";
+    char hits[512];
+    tamis_scan_dns_t d;
+    net_hits(pref, html, hits, sizeof hits, &d, NULL);
+    assert_string_equal(hits, "T_URIBL");
+    assert_int_equal(d.queries, 1);
+    static const char text[] =
+        "From: a@example.org\nTo: b@example.net\nSubject: hi\nMessage-ID: <p2@example.org>\n\n"
+        "mail mailto:x@uribl-listed.com or see http://unlisted-domain.com/\n";
+    net_hits(pref, text, hits, sizeof hits, &d, NULL);
+    assert_string_equal(hits, "");
+    assert_int_equal(d.queries, 1);
+}
+
 /* ---- rDNS and HELO rules from the Received chain (no DNS) ------------------------------------ */
 
 static bool has_hit(tamis_ruleset_t *rs, const char *text, const char *rule)
@@ -673,7 +708,8 @@ int main(void)
         cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
         cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
         cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
-        cmocka_unit_test(test_senders),      cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_senders),      cmocka_unit_test(test_domain_preference),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
