@@ -318,7 +318,8 @@ static void plan_rbl(tamis__dns_t *d, const tamis_rules_dnsbl_ips_t *ips)
         if (r->kind != R_RBL || r->func != F_IP)
             continue;
         const char *v[64];
-        size_t n = tamis_rules_dnsbl_select(d->rs, ips, r->set, false, v, 64);
+        size_t n = tamis_rules_dnsbl_select(d->rs, ips, r->set, (r->tflags & TAMIS_TFLAG_NICE) != 0,
+                                            v, 64);
         for (size_t k = 0; k < n; k++)
             ask_ip(d, i, v[k]);
     }
