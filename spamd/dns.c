@@ -21,6 +21,7 @@
 struct tamisd_dns {
     tamis_net_t *net;
     char *servers; /* the dns_server list it was built from ("" = resolv.conf) */
+    double rbl_timeout;
     size_t users;
     bool retired;
 };
@@ -42,6 +43,16 @@ int tamisd_dns_start(uv_loop_t *loop, const tamis_conf_t *c, tamisd_dns_t **out)
     tamis_net_opts_t o;
     tamis_net_opts_default(&o);
     o.servers = *servers ? servers : NULL;
+    /* No query outlives the scans' wait (rbl_timeout): it ends as a timeout then, so the
+     * counters and the in-flight table reflect what the scans saw; the first try gets at most
+     * half of it, leaving room for a retry. */
+    d->rbl_timeout = c ? c->rbl_timeout : 15;
+    if (d->rbl_timeout > 0 && d->rbl_timeout < 3600) {
+        unsigned ms = (unsigned)(d->rbl_timeout * 1000);
+        o.deadline_ms = ms ? ms : 1;
+        if (o.timeout_ms > ms / 2)
+            o.timeout_ms = ms / 2 ? ms / 2 : 1;
+    }
     char err[256] = "";
     int rc = tamis_net_new(loop, &o, &d->net, err, sizeof err);
     if (rc != 0) {
@@ -65,15 +76,33 @@ tamis_net_t *tamisd_dns_net(const tamisd_dns_t *d)
 
 bool tamisd_dns_same(const tamisd_dns_t *d, const tamis_conf_t *c)
 {
-    return d && strcmp(d->servers, tamisd_dns_servers_of(c)) == 0;
+    return d && strcmp(d->servers, tamisd_dns_servers_of(c)) == 0 &&
+           d->rbl_timeout == (c ? c->rbl_timeout : 15);
 }
 
-void tamisd_dns_log_stats(const tamisd_dns_t *d)
+void tamisd_dns_stats_add(const tamisd_dns_t *d, tamis_net_stats_t *acc)
 {
     if (!d)
         return;
     tamis_net_stats_t s;
     tamis_net_stats(d->net, &s);
+    acc->queries += s.queries;
+    acc->sent += s.sent;
+    acc->merged += s.merged;
+    acc->cache_hits += s.cache_hits;
+    acc->timeouts += s.timeouts;
+    acc->errors += s.errors;
+    acc->nxdomain += s.nxdomain;
+    acc->cancelled += s.cancelled;
+}
+
+void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base)
+{
+    tamis_net_stats_t s;
+    memset(&s, 0, sizeof s);
+    if (base)
+        s = *base;
+    tamisd_dns_stats_add(d, &s);
     tamisd_log(TAMISD_LOG_INFO,
                "dns stats: queries=%llu sent=%llu merged=%llu cache_hits=%llu timeouts=%llu "
                "errors=%llu nxdomain=%llu",

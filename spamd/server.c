@@ -50,7 +50,8 @@ struct server {
     listener_t *ls;
     size_t nls;
     uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
-    tamisd_dns_t *dns; /* the current resolver (NULL: -L, or it did not start) */
+    tamisd_dns_t *dns;          /* the current resolver (NULL: -L, or it did not start) */
+    tamis_net_stats_t dns_base; /* counters of the resolvers a reload replaced */
     bool stopping, reloading, closed;
     size_t conns, jobs;
     unsigned long next_id;
@@ -593,16 +594,18 @@ static size_t new_problems(const server_t *srv, const tamis_diag_t *d)
     return count;
 }
 
-/* A new dns_server list gets a new resolver; scans in flight finish on the old one. */
+/* A new dns_server list (or rbl_timeout, the queries' deadline) gets a new resolver; scans in
+ * flight finish on the old one. */
 static void dns_reload(server_t *srv)
 {
     const tamis_conf_t *c = tamis_rules_conf(srv->rules);
     if (srv->o->local || tamisd_dns_same(srv->dns, c))
         return;
     tamisd_dns_t *d = NULL;
-    tamisd_log(TAMISD_LOG_INFO, "dns: dns_server list changed to \"%s\"", tamisd_dns_servers_of(c));
+    tamisd_log(TAMISD_LOG_INFO, "dns: dns_server list or rbl_timeout changed (servers \"%s\")",
+               tamisd_dns_servers_of(c));
     tamisd_dns_start(srv->loop, c, &d);
-    tamisd_dns_log_stats(srv->dns);
+    tamisd_dns_stats_add(srv->dns, &srv->dns_base); /* the stats line stays cumulative */
     tamisd_dns_retire(srv->dns);
     srv->dns = d;
 }
@@ -660,11 +663,7 @@ static void on_sigusr1(uv_signal_t *s, int signum)
 {
     (void)signum;
     server_t *srv = s->data;
-    if (srv->dns)
-        tamisd_dns_log_stats(srv->dns);
-    else
-        tamisd_log(TAMISD_LOG_INFO, "dns stats: queries=0 sent=0 merged=0 cache_hits=0 "
-                                    "timeouts=0 errors=0 nxdomain=0");
+    tamisd_dns_log_stats(srv->dns, &srv->dns_base);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum)
@@ -699,11 +698,7 @@ static void maybe_exit(server_t *srv)
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
     uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
     /* every scan is done: the resolver goes (its handles close in the last loop turns) */
-    if (srv->dns)
-        tamisd_dns_log_stats(srv->dns);
-    else
-        tamisd_log(TAMISD_LOG_INFO, "dns stats: queries=0 sent=0 merged=0 cache_hits=0 "
-                                    "timeouts=0 errors=0 nxdomain=0");
+    tamisd_dns_log_stats(srv->dns, &srv->dns_base);
     tamisd_dns_retire(srv->dns);
     srv->dns = NULL;
 }

@@ -195,9 +195,12 @@ int tamisd_dns_start(struct uv_loop_s *loop, const tamis_conf_t *c, tamisd_dns_t
 tamis_net_t *tamisd_dns_net(const tamisd_dns_t *d);
 /* c's dns_server list as one string ("" = resolv.conf); any thread. */
 const char *tamisd_dns_servers_of(const tamis_conf_t *c);
-/* Was d built from the same dns_server list as c has? */
+/* Was d built from the same dns_server list and rbl_timeout as c has? */
 bool tamisd_dns_same(const tamisd_dns_t *d, const tamis_conf_t *c);
-void tamisd_dns_log_stats(const tamisd_dns_t *d);
+/* Adds d's counters to *acc (NULL d: nothing). */
+void tamisd_dns_stats_add(const tamisd_dns_t *d, tamis_net_stats_t *acc);
+/* Logs the "dns stats:" line: base (may be NULL) plus d's counters (NULL d: base alone). */
+void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base);
 tamisd_dns_t *tamisd_dns_acquire(tamisd_dns_t *d); /* one more user; NULL-safe */
 void tamisd_dns_release(tamisd_dns_t *d);          /* frees a retired resolver's last use */
 void tamisd_dns_retire(tamisd_dns_t *d);           /* no new users; freed when unused */
