@@ -56,6 +56,14 @@ static const char *const zone_data[] = {
     "local-zone: \"multi.surbl.org.\" static",
     "local-data: \"multi.surbl.org. 300 IN SOA ns.surbl.org. h.surbl.org. 1 3600 600 86400 300\"",
     "local-data: \"surbl-listed.com.multi.surbl.org. 300 IN A 127.0.0.8\"",
+    /* a domain whose name server, and a host whose address, are listed in zen */
+    "local-zone: \"nsdom.com.\" static",
+    "local-data: \"nsdom.com. 300 IN SOA ns1.nsdom.com. h.nsdom.com. 1 3600 600 86400 300\"",
+    "local-data: \"nsdom.com. 300 IN NS ns1.nsdom.com.\"",
+    "local-data: \"ns1.nsdom.com. 300 IN A 198.51.100.7\"",
+    "local-zone: \"ahost.com.\" static",
+    "local-data: \"ahost.com. 300 IN SOA ns1.ahost.com. h.ahost.com. 1 3600 600 86400 300\"",
+    "local-data: \"ahost.com. 300 IN A 198.51.100.7\"",
     NULL,
 };
 
@@ -395,6 +403,21 @@ static void test_listed_uri(void **state)
     assert_string_equal(d.blocked_zones, "");
 }
 
+/* uridnssub: the URI domain's name servers' addresses (URIBL_SBL, tflags ns by default) and the
+ * host's own address (URIBL_SBL_A, tflags a) looked up in zen. */
+static void test_uri_ns_and_a(void **state)
+{
+    (void)state;
+    NEED(stock);
+    char hits[512];
+    net_hits(stock, message("192.168.1.20", "See http://www.nsdom.com/x now."), hits, sizeof hits,
+             NULL, NULL);
+    assert_string_equal(hits, "URIBL_SBL");
+    net_hits(stock, message("192.168.1.20", "See http://ahost.com/x now."), hits, sizeof hits, NULL,
+             NULL);
+    assert_string_equal(hits, "URIBL_SBL_A");
+}
+
 static void test_listed_relay(void **state)
 {
     (void)state;
@@ -702,14 +725,14 @@ static void test_declarations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_listed_uri),   cmocka_unit_test(test_listed_relay),
-        cmocka_unit_test(test_unlisted),     cmocka_unit_test(test_blocked),
-        cmocka_unit_test(test_meta),         cmocka_unit_test(test_skip_domain),
-        cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
-        cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
-        cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
-        cmocka_unit_test(test_senders),      cmocka_unit_test(test_domain_preference),
-        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_listed_uri),        cmocka_unit_test(test_uri_ns_and_a),
+        cmocka_unit_test(test_listed_relay),      cmocka_unit_test(test_unlisted),
+        cmocka_unit_test(test_blocked),           cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_skip_domain),       cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_trusted_relay),     cmocka_unit_test(test_select),
+        cmocka_unit_test(test_reverse_v6),        cmocka_unit_test(test_declarations),
+        cmocka_unit_test(test_rdns_helo),         cmocka_unit_test(test_senders),
+        cmocka_unit_test(test_domain_preference), cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
