@@ -188,3 +188,16 @@ int tamis_scan_limits_log_line(const tamis_scan_t *s, const char *id, tamis_buf_
     tamis__scan_limits_describe(s, out);
     return out->err;
 }
+
+void tamis_scan_dns(const tamis_scan_t *s, tamis_scan_dns_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    out->blocked_zones = "";
+    if (s) {
+        *out = s->dns;
+        if (!out->blocked_zones)
+            out->blocked_zones = "";
+    }
+}
