@@ -268,6 +268,12 @@ const char *tamis_rules_header(const tamis_ruleset_t *rs, const tamis_msg_t *m,
  * originating-header and untrusted IPs oldest first. At most num_check_received; leading
  * trusted_networks IPs dropped unless nice. Writes at most cap pointers into out (borrowed from
  * in) and returns how many. */
+/* The first untrusted relay (the one that handed the message to the trusted part), as
+ * SpamAssassin's SPF plugin takes its IP and HELO; NULL when every relay is trusted or none was
+ * parsed. Borrowed from m. */
+const tamis_relay_t *tamis_rules_first_untrusted(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                                                 tamis_arena_t *arena);
+
 size_t tamis_rules_dnsbl_select(const tamis_ruleset_t *rs, const tamis_rules_dnsbl_ips_t *in,
                                 const char *set, bool nice, const char **out, size_t cap);
 

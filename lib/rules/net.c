@@ -403,3 +403,17 @@ const char *tamis_rules_header(const tamis_ruleset_t *rs, const tamis_msg_t *m,
         return NULL;
     return tamis__header_get(&ctx, expr);
 }
+
+const tamis_relay_t *tamis_rules_first_untrusted(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                                                 tamis_arena_t *arena)
+{
+    if (!rs || !m || !arena)
+        return NULL;
+    tamis__relays_t rl;
+    if (tamis__relays_compute(rs->conf, m, arena, &rl) != 0)
+        return NULL;
+    for (size_t i = rl.trusted_count; i < rl.count; i++)
+        if (!rl.all[i].r->originating)
+            return rl.all[i].r;
+    return NULL;
+}

@@ -320,7 +320,23 @@ static bool is_continuation(tamis_slice_t l)
     return l.len && (l.ptr[0] == ' ' || l.ptr[0] == '\t');
 }
 
-/* The pristine header lines without old X-Spam-* fields; the blank separator split off. */
+/* An Authentication-Results field that claims our authserv-id came from outside: RFC 8601 §5
+ * says to remove it when we add our own, so nobody downstream trusts a forged "pass". */
+static bool is_forged_authres(const tamis_scan_t *s, tamis_slice_t l)
+{
+    static const char name[] = "Authentication-Results:";
+    if (!s->conf->authres_header || !s->auth || !starts_with_ci(l, name))
+        return false;
+    const char *id = tamis__scan_authserv_id(s);
+    size_t k = sizeof name - 1, idn = strlen(id);
+    while (k < l.len && (l.ptr[k] == ' ' || l.ptr[k] == '\t'))
+        k++;
+    return idn && l.len - k >= idn && strncasecmp(l.ptr + k, id, idn) == 0 &&
+           (k + idn == l.len || strchr("; \t\r\n", l.ptr[k + idn]));
+}
+
+/* The pristine header lines without old X-Spam-* fields (and forged Authentication-Results);
+ * the blank separator split off. */
 static int header_lines(tamis_scan_t *s, lines_t *l, tamis_slice_t *sep)
 {
     const char *h = s->pr.headers;
@@ -330,7 +346,7 @@ static int header_lines(tamis_scan_t *s, lines_t *l, tamis_slice_t *sep)
         const char *nl = memchr(h + i, '\n', n - i);
         size_t e = nl ? (size_t)(nl - h) + 1 : n;
         tamis_slice_t line = tamis_slice(h + i, e - i);
-        if (is_old_spam_header(line))
+        if (is_old_spam_header(line) || is_forged_authres(s, line))
             dropping = true;
         else if (!is_continuation(line))
             dropping = false;

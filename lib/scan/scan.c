@@ -193,21 +193,25 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
     if (!rc) {
         double parsed = tamis_now_ms();
         tamis_rules_run_opts_t ro = o->run;
-        tamis__dns_t *dns = NULL;
+        tamis__netctx_t net = {NULL, NULL};
         rc = tamis__scan_bayes_classify(s, o, &ro);
         ro.score_set = score_set(s->conf, o, s->bayes.usable);
         /* DNS first, so the answers arrive while the other rules run (docs/dns.md) */
-        if (!rc && o->net && !o->local_only && !s->conf->skip_rbl_checks && (ro.score_set & 1)) {
+        if (!rc && o->net && !o->local_only && (ro.score_set & 1)) {
             double deadline = parsed + s->conf->rbl_timeout * 1000.0;
             if (ro.time_budget_ms > 0 && parsed + ro.time_budget_ms < deadline)
                 deadline = parsed + ro.time_budget_ms; /* never past the scan's own budget */
-            rc = tamis__dns_start(s, o->net, &ro, deadline, &dns);
-            ro.net_eval = dns ? tamis__dns_eval : NULL;
-            ro.net_ctx = dns;
+            if (!s->conf->skip_rbl_checks)             /* DNSBLs only: SPF/DKIM/DMARC still run */
+                rc = tamis__dns_start(s, o->net, &ro, deadline, &net.dns);
+            if (!rc)
+                rc = tamis__auth_begin(s, o->net, &ro, deadline, &net.auth);
+            ro.net_eval = tamis__net_eval;
+            ro.net_ctx = &net;
         }
         if (!rc)
             rc = tamis_rules_run(rs, s->msg, &ro, a, &s->result, err, errlen);
-        tamis__dns_end(dns, &s->dns);
+        tamis__dns_end(net.dns, &s->dns);
+        tamis__auth_end(net.auth, s);
         if (!rc) /* fail-safe: a limit hit is scored and reported, never fatal (limits.c) */
             rc = tamis__scan_limits(s, ro.score_set);
     }

@@ -12,6 +12,7 @@
 #ifndef TAMIS_SCAN_INTERNAL_H
 #define TAMIS_SCAN_INTERNAL_H
 
+#include "tamis/auth.h"
 #include "tamis/scan.h"
 
 #include <time.h>
@@ -95,8 +96,9 @@ struct tamis_scan {
     double elapsed_ms;
 
     tamis__scan_bayes_t bayes;
-    unsigned limits; /* TAMIS_SCAN_LIMIT_* this scan ran into (limits.c) */
-    tamis_scan_dns_t dns; /* the network tests' counters (dnsbl.c) */
+    unsigned limits;                 /* TAMIS_SCAN_LIMIT_* this scan ran into (limits.c) */
+    tamis_scan_dns_t dns;            /* the network tests' counters (dnsbl.c) */
+    const tamis_auth_result_t *auth; /* SPF/DKIM/DMARC results (authcheck.c), NULL if not run */
 
     /* inputs of tags that need the message or the rules (filled by scan.c or tests) */
     tamis_rules_relays_t relays;    /* strings "" when unknown */
@@ -126,6 +128,28 @@ bool tamis__dns_eval(void *ctx, const char *rule, const char *func, const char *
                      size_t nargs, const char **log);
 /* Stores the counters in *out and gives the batch up (pending queries cancelled). */
 void tamis__dns_end(tamis__dns_t *d, tamis_scan_dns_t *out);
+
+/* ---- authcheck.c: SPF, DKIM and DMARC ----------------------------------------------------- */
+
+typedef struct tamis__authck tamis__authck_t;
+/* Starts the checks of s (parsed) on a batch of net whose answers are awaited until deadline_ms.
+ * Memory from s->arena. Errors: TAMIS_ENOMEM. */
+int tamis__auth_begin(tamis_scan_t *s, tamis_net_t *net, const tamis_rules_run_opts_t *run,
+                      double deadline_ms, tamis__authck_t **out);
+/* Finishes the checks (once; waits for their answers) and returns the result, NULL for c NULL. */
+const tamis_auth_result_t *tamis__auth_result(tamis__authck_t *c);
+/* Keeps the result in s->auth (finished first when authres_header asks for the header) and gives
+ * the batch up. NULL c: nothing. */
+void tamis__auth_end(tamis__authck_t *c, tamis_scan_t *s);
+
+/* The rule engine's net_eval context: the DNSBL planner and the authentication checks (either
+ * may be NULL). tamis__net_eval sends SPF/DKIM/DMARC evals to the one, the rest to the other. */
+typedef struct {
+    tamis__dns_t *dns;
+    tamis__authck_t *auth;
+} tamis__netctx_t;
+bool tamis__net_eval(void *ctx, const char *rule, const char *func, const char *const *args,
+                     size_t nargs, const char **log);
 
 /* ---- text.c: SpamAssassin's string helpers ------------------------------------------------- */
 
@@ -166,6 +190,8 @@ const char *tamis__scan_get_report(tamis_scan_t *s);
 int tamis__scan_replace_tags(const tamis_scan_t *s, const char *tmpl, size_t n, tamis_buf_t *out);
 /* _get_added_headers: "X-Spam-Name: value\n" for the spam or ham list, LF line ends. */
 int tamis__scan_added_headers(const tamis_scan_t *s, bool spam, tamis_buf_t *out);
+/* authres_serv_id, or the host name: the authserv-id of our Authentication-Results. */
+const char *tamis__scan_authserv_id(const tamis_scan_t *s);
 
 /* ---- bayes.c -------------------------------------------------------------------------------- */
 

@@ -705,5 +705,15 @@ int tamis__scan_added_headers(const tamis_scan_t *s, bool spam, tamis_buf_t *out
     }
     tamis_buf_free(&v);
     tamis_buf_free(&f);
+    if (conf->authres_header && s->auth) { /* RFC 8601, after our X-Spam-* fields */
+        tamis_auth_results_header(s->auth, tamis__scan_authserv_id(s), out);
+        tamis_buf_putc(out, '\n');
+    }
     return out->err;
+}
+
+const char *tamis__scan_authserv_id(const tamis_scan_t *s)
+{
+    const char *id = s->conf->authres_serv_id;
+    return id && *id ? id : s->hostname ? s->hostname : "localhost";
 }
