@@ -74,7 +74,7 @@ void tamisd_limits_defaults(tamisd_limits_cfg_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->max_conn = 1024;
     cfg->max_conn_per_ip = 128; /* above Postfix's default_process_limit of 100 */
-    cfg->max_conn_rate = 100;
+    cfg->max_conn_rate = 500;   /* a ban stops an MTA's mail: only floods should trip it */
     cfg->max_failures = 30;
     cfg->ban_time = 300;
     cfg->timeout_read = 30;
@@ -107,7 +107,7 @@ void tamisd_limits_usage(FILE *f)
     fputs("  limits (spamd/README.md; 0 = off, except for --max-connections):\n"
           "      --max-connections n   open connections, all listeners (default 1024)\n"
           "      --max-connections-per-ip n  open connections per address (default 128)\n"
-          "      --max-conn-rate n     new connections/s per address, 10 s average (default 100)\n"
+          "      --max-conn-rate n     new connections/s per address, 10 s average (default 500)\n"
           "      --max-failures n      failed requests per address per minute (default 30)\n"
           "      --ban-time s          an address over either rate is refused this long\n"
           "                            (default 300)\n"
@@ -325,6 +325,14 @@ void tamisd_limits_release(tamisd_slot_t *s)
         L.total--;
     if (s->key.family)
         tamisd_iptable_disconnect(&L.table, &s->key);
+}
+
+void tamisd_limits_answered(tamisd_slot_t *s)
+{
+    tamisd_limits_unwatch(s);
+    if (s->held && s->key.family)
+        tamisd_iptable_disconnect(&L.table, &s->key);
+    s->key.family = 0;
 }
 
 void tamisd_limits_fail(const tamisd_ipkey_t *k, const char *what)

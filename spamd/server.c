@@ -182,6 +182,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void begin_linger(conn_t *c)
 {
     c->phase = C_LINGER;
+    tamisd_limits_answered(&c->slot);
     uv_timer_stop(&c->timer);
     uv_read_stop(&c->h.stream);
     c->sreq.data = c;

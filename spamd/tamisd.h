@@ -322,6 +322,10 @@ void tamisd_limits_detach(void);
  * total). Returns TAMISD_ADMIT_OK with s held, or the refusal, having logged it. */
 tamisd_admit_t tamisd_limits_admit(tamisd_slot_t *s, const struct sockaddr *sa, const char *front);
 void tamisd_limits_release(tamisd_slot_t *s);
+/* The request is answered and the connection only lingers (bounded): it stops counting for its
+ * address, so a client's next request is not refused while the last one drains; it still
+ * counts in the total until released. */
+void tamisd_limits_answered(tamisd_slot_t *s);
 /* A failed request (protocol error, ACL refusal, timeout, slow client): may start a ban. */
 void tamisd_limits_fail(const tamisd_ipkey_t *k, const char *what);
 void tamisd_limits_fail_addr(const struct sockaddr *sa, const char *what);

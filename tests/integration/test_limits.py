@@ -239,7 +239,7 @@ class LimitsTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         out = p.stdout.decode()
         for line in ("setting max-connections 1024", "setting max-connections-per-ip 128",
-                     "setting max-conn-rate 100", "setting max-failures 30",
+                     "setting max-conn-rate 500", "setting max-failures 30",
                      "setting ban-time 300", "setting timeout-tcp 30", "setting timeout-read 30",
                      "setting timeout-write 30", "setting min-rate 512", "setting max-queue 7"):
             self.assertIn(line + "\n", out)
