@@ -16,10 +16,13 @@
 #include "tamisd.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -185,6 +188,17 @@ int tamisd_limits_start(const tamisd_limits_cfg_t *cfg, unsigned workers, char *
 const char *tamisd_limits_fallback_user(void)
 {
     return getpwnam("tamis") ? "tamis" : "nobody";
+}
+
+int tamisd_limits_drop_caps(void)
+{
+    if (geteuid() == 0)
+        return 0; /* root keeps what -u root asked for; setuid to anyone else clears them */
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); /* fails on old kernels: fine */
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    return syscall(SYS_capset, &h, d) == 0 ? 0 : -1; /* no libcap for three words */
 }
 
 /* ---- the sweep: ban expiry and slow clients ----------------------------------------------- */

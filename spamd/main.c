@@ -335,6 +335,8 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
         tamis_rules_unref(rs);
         return 71;
     }
+    if (tamisd_limits_drop_caps() != 0)
+        tamisd_log(TAMISD_LOG_WARN, "cannot drop capabilities: %s", strerror(errno));
     size_thread_pool(o);
     /* after fork and setuid: LMDB environments must not cross a fork, and files are the user's */
     if (tamisd_bayes_start(o, rs, err, sizeof err) != 0)

@@ -315,6 +315,9 @@ void tamisd_limits_dump(const tamisd_limits_cfg_t *cfg, unsigned timeout_tcp,
 int tamisd_limits_start(const tamisd_limits_cfg_t *cfg, unsigned workers, char *err, size_t errlen);
 /* Started as root without -u: the user to run as ("tamis" if it exists, else "nobody"). */
 const char *tamisd_limits_fallback_user(void);
+/* Not root (any more): clears every capability, such as the CAP_NET_BIND_SERVICE a service
+ * manager granted for binding port 783, once the sockets are bound. 0 or -1 (errno set). */
+int tamisd_limits_drop_caps(void);
 /* The loop's side: a sweep timer (unreferenced) for slow clients and ban expiry. */
 int tamisd_limits_attach(struct uv_loop_s *loop);
 void tamisd_limits_detach(void);

@@ -10,6 +10,7 @@ import pwd
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +29,13 @@ ACL = ["-A", "127.0.0.0/8"]
 
 def connect_from(src, port, timeout=5.0):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.bind((src, 0))
-    s.connect(("127.0.0.1", port))
+    try:
+        s.settimeout(timeout)
+        s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        raise
     return s
 
 
@@ -233,7 +238,6 @@ class LimitsTest(unittest.TestCase):
     # ---- --lint ---------------------------------------------------------------------------------
 
     def test_lint_dumps_settings(self):
-        import subprocess
         p = subprocess.run([h.TAMISD, "-C", self.rules, "--lint", "--max-queue", "7"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -283,6 +287,49 @@ class PrivilegeTest(unittest.TestCase):
         for p in made + [pidfile]:
             mode = stat.S_IMODE(os.lstat(p).st_mode)
             self.assertEqual(mode & 0o007, 0, "%s is mode %o" % (p, mode))
+
+    @unittest.skipUnless(shutil.which("setpriv"), "setpriv is not installed")
+    def test_service_capability_dropped(self):
+        """As under systemd's User=tamis + AmbientCapabilities=CAP_NET_BIND_SERVICE: port < 1024
+        binds, then the capability is gone."""
+        port = None
+        for p in range(700, 1000):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                    port = p
+                    break
+                except OSError:
+                    continue
+        self.assertIsNotNone(port)
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        os.chown(state, self.nobody.pw_uid, self.nobody.pw_gid)
+        argv = ["setpriv", "--reuid", str(self.nobody.pw_uid), "--regid", str(self.nobody.pw_gid),
+                "--clear-groups", "--inh-caps", "+net_bind_service", "--ambient-caps",
+                "+net_bind_service", h.TAMISD, "-C", self.rules, "-i", "127.0.0.1", "-p",
+                str(port), "--state-dir", state]
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (p.poll() is None and (p.kill(), p.wait(5))))
+        ok = wait_until(lambda: p.poll() is None and self.ping(port), 20)
+        log.seek(0)
+        self.assertTrue(ok, log.read().decode(errors="replace"))
+        with open("/proc/%d/status" % p.pid) as f:
+            caps = {k: v.strip() for k, v in (line.split(":", 1) for line in f
+                                              if line.startswith("Cap"))}
+        for k in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            self.assertEqual(int(caps[k], 16), 0, "%s %s" % (k, caps[k]))
+        p.terminate()
+        p.wait(10)
+
+    @staticmethod
+    def ping(port):
+        try:
+            return request_from("127.0.0.1", port, PING, timeout=2) == PONG
+        except OSError:
+            return False
 
     def test_root_falls_back(self):
         saved = h.ROOT_ARGS
