@@ -25,6 +25,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import tamisd_harness as h  # noqa: E402
 from tamisd_harness import SPAM, Daemon, filter_request, make_rules_dir  # noqa: E402
 
 SLOW = 900
@@ -65,6 +66,11 @@ def raise_nofile():
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def sanitized():
+    with open(h.TAMISD, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def status(pid, field):
@@ -256,9 +262,11 @@ class LoadTest(unittest.TestCase):
 
         self.assertLessEqual(p99l, 2 * p99i, "p99 under load more than twice the idle p99")
         # bounded memory: a connection costs a few kB (its state and the request parser), never
-        # anything proportional to what a slow client might send
-        self.assertLess(rss_loaded - rss_idle, 32 * SLOW, "more than 32 kB per slow connection")
-        self.assertLess(rss_peak, 256 * 1024)
+        # anything proportional to what a slow client might send. Under AddressSanitizer (red
+        # zones, a quarantine of freed memory) the figures are printed, not judged.
+        if not sanitized():
+            self.assertLess(rss_loaded - rss_idle, 32 * SLOW, "more than 32 kB per slow connection")
+            self.assertLess(rss_peak, 256 * 1024)
         self.assertIn(" ban: [%s]" % FLOOD_SRC, d.log())
         self.assertGreater(refused, 0)
         self.assertEqual(bad_during, [])
