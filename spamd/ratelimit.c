@@ -59,17 +59,22 @@ void tamisd_ipkey(const struct sockaddr *sa, tamisd_ipkey_t *k)
         if (IN6_IS_ADDR_V4MAPPED(a)) { /* one client, whichever listener it came through */
             k->family = AF_INET;
             memcpy(k->addr, a->s6_addr + 12, 4);
-        } else {
+        } else { /* per /64: one client usually gets a whole /64 and could rotate inside it */
             k->family = AF_INET6;
-            memcpy(k->addr, a->s6_addr, 16);
+            memcpy(k->addr, a->s6_addr, 8);
         }
     }
 }
 
 void tamisd_ipkey_str(const tamisd_ipkey_t *k, char *buf, size_t len)
 {
-    if (!k->family || !inet_ntop(k->family, k->addr, buf, (socklen_t)len))
+    if (!k->family || !inet_ntop(k->family, k->addr, buf, (socklen_t)len)) {
         snprintf(buf, len, "%s", k->family ? "?" : "local");
+        return;
+    }
+    size_t n = strlen(buf);
+    if (k->family == AF_INET6 && n + 4 <= len)
+        memcpy(buf + n, "/64", 4);
 }
 
 static bool key_eq(const tamisd_ipkey_t *a, const tamisd_ipkey_t *b)

@@ -209,7 +209,8 @@ void tamisd_mta_scan_cancel(tamisd_mta_job_t *j);
 #define TAMISD_IPTABLE_SIZE 8192    /* addresses tracked; the least useful is evicted */
 #define TAMISD_IPTABLE_PROBE 16
 
-/* An address as the table keys it: IPv4-mapped IPv6 is IPv4. family 0 = none (Unix socket). */
+/* An address as the table keys it: IPv4-mapped IPv6 is IPv4, other IPv6 addresses count per
+ * /64 (shown as "2001:db8:1:2::/64"). family 0 = none (Unix socket). */
 typedef struct {
     int family;
     unsigned char addr[16];

@@ -110,6 +110,39 @@ class LimitsTest(unittest.TestCase):
             s.close()
         self.assertTrue(wait_until(lambda: request_from("127.0.0.2", d.port, PING) == PONG, 5))
 
+    @unittest.skipUnless(socket.has_ipv6, "no IPv6")
+    def test_ipv6_peers(self):
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+
+        def v6(port):
+            s = socket.create_connection(("::1", port), timeout=5)
+            self.addCleanup(s.close)
+            return s
+
+        d = Daemon(self.rules, ["-i", "[::1]", "-A", "127.0.0.0/8,::1",
+                                "--max-connections-per-ip", "2"])
+        self.addCleanup(d.__exit__)
+        v6(d.port), v6(d.port)
+        time.sleep(0.3)
+        s = v6(d.port)
+        s.sendall(PING)
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_all(s), BUSY)
+        self.assertTrue(d.wait_log("spamc: refused [::/64]: 2 connections open from it"))
+        self.assertEqual(request_from("127.0.0.2", d.port, PING), PONG)  # IPv4 counts apart
+        # an IPv6 peer outside --allowed-ips: closed without a reply, logged
+        d2 = Daemon(self.rules, ["-i", "[::1]", "-A", "127.0.0.0/8"])
+        self.addCleanup(d2.__exit__)
+        s = v6(d2.port)
+        s.sendall(PING)
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_all(s), b"")
+        self.assertTrue(d2.wait_log("unauthorized connection from [::1]"))
+
     # ---- bans ----------------------------------------------------------------------------------
 
     def test_failure_ban_and_expiry(self):

@@ -73,7 +73,13 @@ static void test_keys(void **state)
     tamisd_ipkey_str(&km, s, sizeof s);
     assert_string_equal(s, "192.0.2.7");
     tamisd_ipkey_str(&kb, s, sizeof s);
-    assert_string_equal(s, "2001:db8::1");
+    assert_string_equal(s, "2001:db8::/64");
+    struct sockaddr_storage c = v6("2001:db8::ffff:2"), d = v6("2001:db8:0:1::1");
+    tamisd_ipkey_t kc, kd;
+    tamisd_ipkey((struct sockaddr *)&c, &kc);
+    tamisd_ipkey((struct sockaddr *)&d, &kd);
+    assert_memory_equal(&kb, &kc, sizeof kb); /* the same /64 */
+    assert_memory_not_equal(&kb, &kd, sizeof kb);
 }
 
 static void test_per_ip_cap(void **state)
