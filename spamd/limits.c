@@ -329,6 +329,16 @@ tamisd_admit_t tamisd_limits_admit(tamisd_slot_t *s, const struct sockaddr *sa, 
     return r;
 }
 
+bool tamisd_limits_banned(const struct sockaddr *sa)
+{
+    if (!L.started)
+        return false;
+    tamisd_ipkey_t k;
+    tamisd_ipkey(sa, &k);
+    const tamisd_ipentry_t *e = tamisd_iptable_find(&L.table, &k);
+    return e && e->ban_until;
+}
+
 void tamisd_limits_release(tamisd_slot_t *s)
 {
     tamisd_limits_unwatch(s);

@@ -599,6 +599,10 @@ void tamisd_milter_accept(struct server *srv, uv_stream_t *ls, bool is_unix)
     if (!is_unix) {
         int len = sizeof ss;
         bool known = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0;
+        if (known && tamisd_limits_banned((struct sockaddr *)&ss)) {
+            milter_close(c); /* silently: the ban has its log line */
+            return;
+        }
         if (!known || !tamisd_acl_allows(tamisd_server_acl(srv), (struct sockaddr *)&ss)) {
             tamisd_log(TAMISD_LOG_WARN, "milter: unauthorized connection refused");
             if (known)

@@ -458,6 +458,8 @@ static bool peer_allowed(conn_t *c)
     if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)ss, &len) != 0)
         return false;
     tamisd_addr_str((struct sockaddr *)ss, c->addr, sizeof c->addr, &c->port);
+    if (tamisd_limits_banned((struct sockaddr *)ss))
+        return false; /* dropped without a log line: the ban has one */
     bool ok = tamisd_acl_allows(c->srv->acl, (struct sockaddr *)ss);
     if (!ok) {
         tamisd_log(TAMISD_LOG_WARN, "unauthorized connection from [%s]:%d", c->addr, c->port);

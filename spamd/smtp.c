@@ -910,7 +910,10 @@ static bool smtp_allowed(sconn_t *c, bool is_unix)
     if (!is_unix) {
         if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
             return false;
+        if (tamisd_limits_banned((struct sockaddr *)&ss))
+            return false; /* silently: the ban has its log line */
         if (!tamisd_acl_allows(tamisd_server_acl(c->srv), (struct sockaddr *)&ss)) {
+            tamisd_log(TAMISD_LOG_WARN, "smtp: unauthorized connection refused");
             tamisd_limits_fail_addr((struct sockaddr *)&ss, "not in --allowed-ips");
             return false;
         }
@@ -947,7 +950,6 @@ void tamisd_smtp_accept(struct server *srv, uv_stream_t *ls, bool is_unix)
     smtp_conns = c;
     tamisd_server_hold(srv, +1);
     if (uv_accept(ls, &c->h.stream) != 0 || !smtp_allowed(c, is_unix)) {
-        tamisd_log(TAMISD_LOG_WARN, "smtp: connection refused");
         smtp_close(c);
         return;
     }

@@ -326,6 +326,9 @@ void tamisd_limits_detach(void);
  * total). Returns TAMISD_ADMIT_OK with s held, or the refusal, having logged it. */
 tamisd_admit_t tamisd_limits_admit(tamisd_slot_t *s, const struct sockaddr *sa, const char *front);
 void tamisd_limits_release(tamisd_slot_t *s);
+/* sa is banned: checked before --allowed-ips, so that a banned address is dropped silently
+ * instead of logging an ACL refusal per connection. */
+bool tamisd_limits_banned(const struct sockaddr *sa);
 /* The request is answered and the connection only lingers (bounded): it stops counting for its
  * address, so a client's next request is not refused while the last one drains; it still
  * counts in the total until released. */

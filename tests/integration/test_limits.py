@@ -168,7 +168,10 @@ class LimitsTest(unittest.TestCase):
             self.assertEqual(request_from("127.0.0.7", d.port, PING), b"")
         self.assertTrue(d.wait_log("ban: [127.0.0.7] refused for 60 s: over 2 failed requests a "
                                    "minute (last: not in --allowed-ips)"))
+        for _ in range(5):  # banned: dropped without a log line each
+            self.assertEqual(request_from("127.0.0.7", d.port, PING), b"")
         self.assertEqual(request_from("127.0.0.1", d.port, PING), PONG)
+        self.assertEqual(d.log().count("unauthorized connection from [127.0.0.7]"), 3)
 
     def test_conn_rate_ban(self):
         d = self.daemon(["--max-conn-rate", "2", "--ban-time", "60"])  # a burst of 20
