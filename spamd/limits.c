@@ -124,11 +124,17 @@ void tamisd_limits_usage(FILE *f)
           f);
 }
 
-void tamisd_limits_dump(const tamisd_limits_cfg_t *cfg, unsigned timeout_tcp,
-                        unsigned timeout_child, FILE *f)
+void tamisd_limits_dump(const tamisd_opts_t *o, FILE *f)
 {
-    tamisd_limits_cfg_t c = *cfg;
-    fprintf(f, "setting timeout-tcp %u\nsetting timeout-child %u\n", timeout_tcp, timeout_child);
+    fprintf(f, "setting allowed-ips ");
+    for (size_t i = 0; i < o->allowed_count; i++)
+        fprintf(f, "%s%s", i ? "," : "", o->allowed[i]);
+    fprintf(f, "\nsetting username %s\nsetting groupname %s\n",
+            o->user ? o->user : "(none; started as root: tamis, else nobody)",
+            o->group ? o->group : "(the user's)");
+    fprintf(f, "setting timeout-tcp %u\nsetting timeout-child %u\nsetting max-size %zu\n",
+            o->timeout_tcp, o->timeout_child, o->max_size);
+    tamisd_limits_cfg_t c = o->limits;
     for (size_t i = 0; i < TAMISD_LIMITS_OPT_COUNT; i++)
         fprintf(f, "setting %s %u\n", settings[i].name, *field(&c, i));
 }
@@ -255,6 +261,8 @@ void tamisd_limits_detach(void)
         return;
     L.attached = false;
     uv_close((uv_handle_t *)&L.sweep, NULL);
+    tamisd_iptable_free(&L.table); /* the server has stopped: no connection is left */
+    L.started = false;
 }
 
 /* ---- admission ------------------------------------------------------------------------------- */

@@ -85,7 +85,7 @@ static int run_lint(const tamisd_opts_t *o)
                 errors, diag ? tamis_diag_count_level(diag, TAMIS_DIAG_WARN) : 0);
         tamis_buf_free(&out);
     }
-    tamisd_limits_dump(&o->limits, o->timeout_tcp, o->timeout_child, stdout);
+    tamisd_limits_dump(o, stdout);
     tamis_rules_unref(rs);
     tamis_diag_free(diag);
     return errors ? 1 : 0;
@@ -211,6 +211,7 @@ static int drop_privileges(const char *user, const char *group)
     return 0;
 }
 
+/* The scanning threads: -m, or one per core; at most libuv's own maximum. */
 static long pool_size(const tamisd_opts_t *o)
 {
     long n = o->workers ? (long)o->workers : sysconf(_SC_NPROCESSORS_ONLN);
@@ -219,11 +220,7 @@ static long pool_size(const tamisd_opts_t *o)
 
 static void size_thread_pool(const tamisd_opts_t *o)
 {
-    long n = o->workers ? (long)o->workers : sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    if (n > 1024)
-        n = 1024; /* libuv's own maximum */
+    long n = pool_size(o);
     char buf[24];
     snprintf(buf, sizeof buf, "%ld", n);
     /* libuv reads this once, when the pool starts: before any uv_queue_work */

@@ -308,8 +308,9 @@ int tamisd_rate_check(tamisd_rate_t *r, double now, const tamisd_limits_cfg_t *c
 void tamisd_limits_defaults(tamisd_limits_cfg_t *cfg);
 int tamisd_limits_opt(tamisd_limits_cfg_t *cfg, int code, const char *arg);
 void tamisd_limits_usage(FILE *f);
-void tamisd_limits_dump(const tamisd_limits_cfg_t *cfg, unsigned timeout_tcp,
-                        unsigned timeout_child, FILE *f);
+/* Prints "setting NAME VALUE" lines: these settings and the other limits of o (--allowed-ips,
+ * -u/-g, the spamd timeouts, --max-size). */
+void tamisd_limits_dump(const tamisd_opts_t *o, FILE *f);
 
 /* Start-up (main thread, before the loop): raises RLIMIT_NOFILE's soft limit to the hard limit,
  * sizes the table, logs the connection capacity. workers = the thread pool's size. 0 or -1. */

@@ -278,7 +278,8 @@ class LimitsTest(unittest.TestCase):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         out = p.stdout.decode()
-        for line in ("setting max-connections 1024", "setting max-connections-per-ip 128",
+        for line in ("setting allowed-ips 127.0.0.1,::1", "setting max-size 67108864",
+                     "setting max-connections 1024", "setting max-connections-per-ip 128",
                      "setting max-conn-rate 500", "setting max-failures 30",
                      "setting ban-time 300", "setting timeout-tcp 30", "setting timeout-read 30",
                      "setting timeout-write 30", "setting min-rate 512", "setting max-queue 7"):
