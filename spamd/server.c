@@ -428,6 +428,9 @@ static void on_timer(uv_timer_t *t)
 {
     conn_t *c = t->data;
     if (c->phase != C_READ && c->phase != C_SCAN) {
+        if (c->phase == C_WRITE)
+            tamisd_log(TAMISD_LOG_WARN, "conn=%lu: [%s] did not take its reply (--timeout-write)",
+                       c->id, c->addr);
         close_conn(c); /* a client that does not read its reply */
         return;
     }

@@ -223,6 +223,15 @@ class LimitsTest(unittest.TestCase):
                                 b"client)\r\n")
         self.assertLess(time.monotonic() - t0, 3.0)
 
+    def test_timeout_write(self):
+        d = self.daemon(["--timeout-write", "1"])
+        s = connect_from("127.0.0.17", d.port, timeout=30)
+        self.addCleanup(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(filter_request("PROCESS", SPAM + b"cheap words here and there " * 300000))
+        s.shutdown(socket.SHUT_WR)  # and never read the 8 MB reply
+        self.assertTrue(d.wait_log("[127.0.0.17] did not take its reply (--timeout-write)", 15))
+
     # ---- the scan queue ------------------------------------------------------------------------
 
     def test_queue_full(self):
