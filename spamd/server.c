@@ -88,6 +88,7 @@ struct conn {
     int open_handles;
     struct sockaddr_storage peer;
     tamisd_slot_t slot; /* limits.c: caps, bans, the slow-client watch */
+    bool eof;           /* the client half-closed */
 };
 
 struct job {
@@ -397,7 +398,8 @@ static void handle_state(conn_t *c, tamis_proto_state_t st)
         tamisd_log(TAMISD_LOG_WARN, "conn=%lu: bad protocol: %.*s", c->id,
                    (int)(strlen(line) > 2 ? strlen(line) - 2 : 0), line);
         tamisd_limits_unwatch(&c->slot);
-        tamisd_limits_fail(&c->slot.key, "protocol error");
+        if (!c->eof) /* a client that gave up half-way (an MTA restarting) is no abuser */
+            tamisd_limits_fail(&c->slot.key, "protocol error");
         uv_timer_stop(&c->timer);
         send_bytes(c, line, strlen(line));
         return;
@@ -417,6 +419,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         handle_state(c, tamis_proto_req_feed(c->req, buf->base, (size_t)nread));
     } else if (nread == UV_EOF) {
         uv_read_stop(s);
+        c->eof = true;
         handle_state(c, tamis_proto_req_finish(c->req));
     } else if (nread < 0) {
         tamisd_log(TAMISD_LOG_DEBUG, "conn=%lu: read error: %s", c->id, uv_strerror((int)nread));
