@@ -105,7 +105,8 @@ class LimitsTest(unittest.TestCase):
         held += self.open_idle("127.0.0.3", d.port, 3)
         time.sleep(0.3)
         self.assertEqual(request_from("127.0.0.4", d.port, PING), BUSY)
-        self.assertTrue(d.wait_log("spamc: refused [127.0.0.4]: 6 connections open (--max-connections)"))
+        self.assertTrue(d.wait_log("spamc: refused [127.0.0.4]: 6 connections open "
+                                   "(--max-connections)"))
         for s in held:
             s.close()
         self.assertTrue(wait_until(lambda: request_from("127.0.0.2", d.port, PING) == PONG, 5))
@@ -249,7 +250,8 @@ class LimitsTest(unittest.TestCase):
             t.start()
         for t in threads:
             t.join(90)
-        busy = [r for r in replies if r == b"SPAMD/1.0 75 EX_TEMPFAIL: server busy, try again later\r\n"]
+        tempfail = b"SPAMD/1.0 75 EX_TEMPFAIL: server busy, try again later\r\n"
+        busy = [r for r in replies if r == tempfail]
         ok = [r for r in replies if r and r.startswith(b"SPAMD/1.1 0 EX_OK")]
         print("6 concurrent 8 MB scans, -m 1 --max-queue 1: %d scanned, %d EX_TEMPFAIL"
               % (len(ok), len(busy)))
