@@ -47,23 +47,29 @@ static struct {
 
 /* ---- settings -------------------------------------------------------------------------------- */
 
+/* The one table of the limits settings: it drives the defaults, parsing and its bounds, the help
+ * text and the --lint dump. */
 static const struct {
     const char *name;
     size_t off;
-    unsigned max;
+    unsigned def, max;
+    const char *arg, *help;
 } settings[TAMISD_LIMITS_OPT_COUNT] = {
 #define F(x) offsetof(tamisd_limits_cfg_t, x)
-    {"max-connections", F(max_conn), 1000000},
-    {"max-connections-per-ip", F(max_conn_per_ip), 1000000},
-    {"max-conn-rate", F(max_conn_rate), 1000000},
-    {"max-failures", F(max_failures), 1000000},
-    {"ban-time", F(ban_time), 86400 * 7},
-    {"timeout-read", F(timeout_read), 86400},
-    {"timeout-write", F(timeout_write), 86400},
-    {"min-rate", F(min_rate), 1u << 30},
-    {"min-rate-grace", F(min_rate_grace), 86400},
-    {"min-rate-window", F(min_rate_window), 86400},
-    {"max-queue", F(max_queue), 1000000},
+    {"max-connections", F(max_conn), 1024, 1000000, "n", "open connections, all listeners"},
+    /* above Postfix's default_process_limit of 100 */
+    {"max-connections-per-ip", F(max_conn_per_ip), 128, 1000000, "n",
+     "connections per address (IPv6: /64)"},
+    /* a ban stops an MTA's mail: only floods should trip it */
+    {"max-conn-rate", F(max_conn_rate), 500, 1000000, "n", "connections/s per address (10 s mean)"},
+    {"max-failures", F(max_failures), 30, 1000000, "n", "failed requests per address a minute"},
+    {"ban-time", F(ban_time), 300, 86400 * 7, "s", "how long a banned address is refused"},
+    {"timeout-read", F(timeout_read), 30, 86400, "s", "longest silence while a request arrives"},
+    {"timeout-write", F(timeout_write), 30, 86400, "s", "wait for the client to take its reply"},
+    {"min-rate", F(min_rate), 512, 1u << 30, "n", "slowest request transfer, bytes/s ..."},
+    {"min-rate-grace", F(min_rate_grace), 10, 86400, "s", "... judged after this many seconds ..."},
+    {"min-rate-window", F(min_rate_window), 10, 86400, "s", "... over windows this long"},
+    {"max-queue", F(max_queue), 256, 1000000, "n", "scans waiting for a worker (more: 75)"},
 #undef F
 };
 
@@ -75,17 +81,8 @@ static unsigned *field(tamisd_limits_cfg_t *cfg, size_t i)
 void tamisd_limits_defaults(tamisd_limits_cfg_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->max_conn = 1024;
-    cfg->max_conn_per_ip = 128; /* above Postfix's default_process_limit of 100 */
-    cfg->max_conn_rate = 500;   /* a ban stops an MTA's mail: only floods should trip it */
-    cfg->max_failures = 30;
-    cfg->ban_time = 300;
-    cfg->timeout_read = 30;
-    cfg->timeout_write = 30;
-    cfg->min_rate = 512;
-    cfg->min_rate_grace = 10;
-    cfg->min_rate_window = 10;
-    cfg->max_queue = 256;
+    for (size_t i = 0; i < TAMISD_LIMITS_OPT_COUNT; i++)
+        *field(cfg, i) = settings[i].def;
 }
 
 int tamisd_limits_opt(tamisd_limits_cfg_t *cfg, int code, const char *arg)
@@ -107,21 +104,16 @@ int tamisd_limits_opt(tamisd_limits_cfg_t *cfg, int code, const char *arg)
 
 void tamisd_limits_usage(FILE *f)
 {
-    fputs("  limits (spamd/README.md; 0 = off, except for --max-connections):\n"
-          "      --max-connections n   open connections, all listeners (default 1024)\n"
-          "      --max-connections-per-ip n  open connections per address (default 128)\n"
-          "      --max-conn-rate n     new connections/s per address, 10 s average (default 500)\n"
-          "      --max-failures n      failed requests per address per minute (default 30)\n"
-          "      --ban-time s          an address over either rate is refused this long\n"
-          "                            (default 300)\n"
-          "      --timeout-read s      longest silence while a request arrives (default 30)\n"
-          "      --timeout-write s     longest wait for a client to take its reply (default 30)\n"
-          "      --min-rate n          slowest request transfer in bytes/s (default 512) ...\n"
-          "      --min-rate-grace s    ... judged from this many seconds on (default 10) ...\n"
-          "      --min-rate-window s   ... over windows this long (default 10)\n"
-          "      --max-queue n         scans waiting for a worker; more are answered\n"
-          "                            '75 EX_TEMPFAIL' (default 256)\n",
-          f);
+    fprintf(f, "  limits (spamd/README.md; 0 = off, except for --max-connections):\n");
+    for (size_t i = 0; i < TAMISD_LIMITS_OPT_COUNT; i++) {
+        char opt[48];
+        snprintf(opt, sizeof opt, "--%s %s", settings[i].name, settings[i].arg);
+        if (strlen(opt) > 20) /* as the other options: the text starts in column 29 */
+            fprintf(f, "      %s\n%28s", opt, "");
+        else
+            fprintf(f, "      %-22s", opt);
+        fprintf(f, "%s (default %u)\n", settings[i].help, settings[i].def);
+    }
 }
 
 void tamisd_limits_dump(const tamisd_opts_t *o, FILE *f)
