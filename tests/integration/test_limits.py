@@ -238,18 +238,23 @@ class LimitsTest(unittest.TestCase):
     def test_queue_full(self):
         d = self.daemon(["-m", "1", "--max-queue", "1"])
         big = filter_request("CHECK", SPAM + b"cheap words here and there " * 300000)  # 8 MB
-        replies = [None] * 6
-        start = threading.Barrier(6, timeout=10)
-
-        def one(i):
-            start.wait()
-            replies[i] = request_from("127.0.0.13", d.port, big, timeout=60)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
-        for t in threads:
+        # Six requests complete at the same moment: all but their last byte first (the daemon
+        # reads them), then the last bytes together. One scan of 8 MB takes about half a second,
+        # so the one worker is busy, one request waits, and the other four find the queue full,
+        # however slowly the uploads themselves went.
+        socks = [connect_from("127.0.0.13", d.port, timeout=60) for _ in range(6)]
+        for s in socks:
+            self.addCleanup(s.close)
+        senders = [threading.Thread(target=s.sendall, args=(big[:-1],)) for s in socks]
+        for t in senders:
             t.start()
-        for t in threads:
-            t.join(90)
+        for t in senders:
+            t.join(60)
+        time.sleep(0.3)  # the daemon has the rest of what was sent
+        for s in socks:
+            s.sendall(big[-1:])
+            s.shutdown(socket.SHUT_WR)
+        replies = [read_all(s) for s in socks]
         tempfail = b"SPAMD/1.0 75 EX_TEMPFAIL: server busy, try again later\r\n"
         busy = [r for r in replies if r == tempfail]
         ok = [r for r in replies if r and r.startswith(b"SPAMD/1.1 0 EX_OK")]
