@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
@@ -431,6 +432,18 @@ void tamisd_limits_job_done(void)
 {
     if (L.jobs)
         L.jobs--;
+}
+
+void tamisd_limits_refuse(uv_stream_t *s, const char *line)
+{
+    uv_buf_t b = uv_buf_init((char *)line, (unsigned)strlen(line));
+    uv_try_write(s, &b, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)s, &fd) != 0)
+        return;
+    char buf[4096];
+    for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
+        ; /* a request bigger than this is reset: the line was only a courtesy */
 }
 
 unsigned tamisd_limits_write_ms(void)

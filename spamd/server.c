@@ -484,11 +484,8 @@ static bool admitted(conn_t *c, bool is_unix)
         tamisd_limits_admit(&c->slot, is_unix ? NULL : (struct sockaddr *)&c->peer, "spamc");
     if (r == TAMISD_ADMIT_OK)
         return true;
-    if (r != TAMISD_ADMIT_BANNED && r != TAMISD_ADMIT_BAN_START) {
-        static const char busy[] = "SPAMD/1.0 75 EX_TEMPFAIL: too many connections\r\n";
-        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-        uv_try_write(&c->h.stream, &b, 1); /* best effort: the slot is not held for it */
-    }
+    if (r != TAMISD_ADMIT_BANNED && r != TAMISD_ADMIT_BAN_START) /* the slot is not held */
+        tamisd_limits_refuse(&c->h.stream, "SPAMD/1.0 75 EX_TEMPFAIL: too many connections\r\n");
     close_conn(c);
     return false;
 }

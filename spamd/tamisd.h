@@ -347,6 +347,10 @@ void tamisd_limits_unwatch(tamisd_slot_t *s);
 bool tamisd_limits_job_admit(void);
 void tamisd_limits_job_done(void);
 unsigned tamisd_limits_write_ms(void); /* --timeout-write in ms, 0 = none */
+/* Best effort, never blocking, for a connection about to be closed at once: writes line, then
+ * reads what the client already sent, so that the close is not a reset that destroys the line
+ * in the client's buffer. */
+void tamisd_limits_refuse(struct uv_stream_s *s, const char *line);
 
 /* ---- scan jobs (worker threads) -------------------------------------------------------------- */
 
