@@ -38,7 +38,7 @@ int tamisd_rules_load(const tamisd_opts_t *o, tamis_ruleset_t **out, tamis_diag_
      * writable folder the load still works, only slower. */
     char cache[PATH_MAX];
     snprintf(cache, sizeof cache, "%s/cache", tamisd_state_dir(o));
-    if (mkdir(tamisd_state_dir(o), 0755) == 0 || errno == EEXIST)
+    if (mkdir(tamisd_state_dir(o), 0700) == 0 || errno == EEXIST)
         if (mkdir(cache, 0700) == 0 || errno == EEXIST)
             src.cache_dir = cache;
     return tamis_rules_load(&src, out, diag, err, errlen);
@@ -105,6 +105,7 @@ static int run_lint(const tamisd_opts_t *o)
                 errors, diag ? tamis_diag_count_level(diag, TAMIS_DIAG_WARN) : 0);
         tamis_buf_free(&out);
     }
+    tamisd_limits_dump(o, stdout);
     tamis_rules_unref(rs);
     tamis_diag_free(diag);
     errors += (size_t)tamisd_tls_lint(o, stderr);
@@ -217,20 +218,30 @@ static int drop_privileges(const char *user, const char *group)
         }
         gid = gr->gr_gid;
     }
+    /* groups first: once setuid has run, they can no longer be changed */
     if (initgroups(pw->pw_name, gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0) {
         tamisd_log(TAMISD_LOG_ERR, "cannot switch to user %s: %s", user, strerror(errno));
         return -1;
     }
+    if (pw->pw_uid != 0 && setuid(0) == 0) { /* must be gone for good */
+        tamisd_log(TAMISD_LOG_ERR, "could regain root after switching to %s", user);
+        return -1;
+    }
+    tamisd_log(TAMISD_LOG_INFO, "running as user %s (uid %ld, gid %ld)", pw->pw_name,
+               (long)pw->pw_uid, (long)gid);
     return 0;
+}
+
+/* The scanning threads: -m, or one per core; at most libuv's own maximum. */
+static long pool_size(const tamisd_opts_t *o)
+{
+    long n = o->workers ? (long)o->workers : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : n;
 }
 
 static void size_thread_pool(const tamisd_opts_t *o)
 {
-    long n = o->workers ? (long)o->workers : sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    if (n > 1024)
-        n = 1024; /* libuv's own maximum */
+    long n = pool_size(o);
     char buf[24];
     snprintf(buf, sizeof buf, "%ld", n);
     /* libuv reads this once, when the pool starts: before any uv_queue_work */
@@ -349,16 +360,28 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
         tamis_rules_unref(rs);
         return 78;
     }
+    /* from here on every file is the daemon's alone (pid file, Bayes store); the sockets are
+     * bound already, so --socketpath keeps the mode it always had */
+    umask(077);
+    if (tamisd_limits_start(&o->limits, (unsigned)pool_size(o), err, sizeof err) != 0)
+        tamisd_log(TAMISD_LOG_WARN, "%s", err);
     if (o->daemonize && daemonize() != 0) {
         tamisd_log(TAMISD_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         return 71;
     }
     if (o->pidfile && write_pidfile(o->pidfile) != 0)
         tamisd_log(TAMISD_LOG_WARN, "cannot write pid file %s: %s", o->pidfile, strerror(errno));
-    if (o->user && drop_privileges(o->user, o->group) != 0) {
+    const char *user = o->user;
+    if (!user && geteuid() == 0) { /* as spamd: never scan mail as root */
+        user = tamisd_limits_fallback_user();
+        tamisd_log(TAMISD_LOG_WARN, "started as root without -u: running as %s", user);
+    }
+    if (user && drop_privileges(user, o->group) != 0) {
         tamis_rules_unref(rs);
         return 71;
     }
+    if (tamisd_limits_drop_caps() != 0)
+        tamisd_log(TAMISD_LOG_WARN, "cannot drop capabilities: %s", strerror(errno));
     size_thread_pool(o);
     /* after fork and setuid: LMDB environments must not cross a fork, and files are the user's */
     if (tamisd_bayes_start(o, rs, err, sizeof err) != 0)

@@ -53,6 +53,7 @@ struct mconn {
         unsigned count;
     } xspam[MILTER_XSPAM_MAX]; /* X-Spam-* headers the message arrived with */
     size_t nxspam;
+    tamisd_slot_t slot; /* limits.c */
 };
 
 static mconn_t *milter_conns; /* open connections (loop thread only) */
@@ -93,6 +94,7 @@ static void milter_close(mconn_t *c)
     if (c->closing)
         return;
     c->closing = true;
+    tamisd_limits_release(&c->slot);
     tamisd_mta_scan_cancel(c->job);
     c->job = NULL;
     uv_close(&c->h.handle, milter_on_close);
@@ -510,10 +512,12 @@ static void milter_process(mconn_t *c)
         if (rc == 0)
             break;
         if (rc < 0 || (rc = milter_packet(c, &p)) != 0) {
-            if (rc != TAMIS_EIO)
+            if (rc != TAMIS_EIO) {
                 tamisd_log(TAMISD_LOG_WARN, "milter conn=%lu: bad packet '%c': %s", c->id,
                            rc < 0 && off + 4 < c->in.len ? c->in.data[off + 4] : '?',
                            tamis_strerror(rc));
+                tamisd_limits_fail(&c->slot.key, "bad milter packet");
+            }
             milter_close(c);
             return;
         }
@@ -591,15 +595,27 @@ void tamisd_milter_accept(struct server *srv, uv_stream_t *ls, bool is_unix)
         milter_close(c);
         return;
     }
+    struct sockaddr_storage ss;
     if (!is_unix) {
-        struct sockaddr_storage ss;
         int len = sizeof ss;
-        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0 ||
-            !tamisd_acl_allows(tamisd_server_acl(srv), (struct sockaddr *)&ss)) {
+        bool known = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0;
+        if (known && tamisd_limits_banned((struct sockaddr *)&ss)) {
+            milter_close(c); /* silently: the ban has its log line */
+            return;
+        }
+        if (!known || !tamisd_acl_allows(tamisd_server_acl(srv), (struct sockaddr *)&ss)) {
             tamisd_log(TAMISD_LOG_WARN, "milter: unauthorized connection refused");
+            if (known)
+                tamisd_limits_fail_addr((struct sockaddr *)&ss, "not in --allowed-ips");
             milter_close(c);
             return;
         }
+    }
+    /* over a limit: closed at once, so the MTA applies milter_default_action (tempfail) */
+    if (tamisd_limits_admit(&c->slot, is_unix ? NULL : (struct sockaddr *)&ss, "milter") !=
+        TAMISD_ADMIT_OK) {
+        milter_close(c);
+        return;
     }
     tamisd_log(TAMISD_LOG_DEBUG, "milter conn=%lu: connected", c->id);
     milter_resume(c);

@@ -96,6 +96,7 @@ static const struct option long_opts[] = {
     {"server-key", required_argument, NULL, OPT_SERVER_KEY},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
+    TAMISD_LIMITS_LONG_OPTS, /* limits.c */
     {NULL, 0, NULL, 0},
 };
 
@@ -158,6 +159,7 @@ static void usage(FILE *f)
         "  -V, --version             print the version\n"
         "  -h, --help                this help\n",
         TAMIS_DEFAULT_RULES_DIR);
+    tamisd_limits_usage(f);
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
@@ -199,6 +201,7 @@ static void set_defaults(tamisd_opts_t *o)
     o->max_size = TAMISD_DEFAULT_MAX_SIZE;
     o->smtp_helo = "tamisd.localdomain";
     o->timeout_mta = 300;
+    tamisd_limits_defaults(&o->limits);
 }
 
 static int bad(const char *what, const char *arg)
@@ -422,6 +425,8 @@ static int one_opt(tamisd_opts_t *o, int c, char *arg)
         usage(stdout);
         return 1;
     default:
+        if (c >= TAMISD_LIMITS_OPT_BASE) /* limits.c's settings */
+            return tamisd_limits_opt(&o->limits, c, arg);
         usage(stderr);
         return -1;
     }

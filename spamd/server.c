@@ -90,6 +90,9 @@ struct conn {
     tamis_buf_t out;
     int open_handles;
     tamisd_tls_t *tls; /* NULL = plain; see "TLS" below */
+    struct sockaddr_storage peer;
+    tamisd_slot_t slot; /* limits.c: caps, bans, the slow-client watch */
+    bool eof;           /* the client half-closed */
 };
 
 struct job {
@@ -107,6 +110,7 @@ struct job {
 static void begin_linger(conn_t *c);
 static void close_conn(conn_t *c);
 static void maybe_exit(server_t *srv);
+static void on_timer(uv_timer_t *t);
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -147,6 +151,8 @@ static void send_bytes(conn_t *c, const char *p, size_t n)
         return;
     }
     c->phase = C_WRITE;
+    if (tamisd_limits_write_ms()) /* --timeout-write: on_timer drops a client not reading */
+        uv_timer_start(&c->timer, on_timer, tamisd_limits_write_ms(), 0);
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
     c->wreq.data = c;
     if (uv_write(&c->wreq, &c->h.stream, &b, 1, on_write) != 0)
@@ -189,6 +195,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void begin_linger(conn_t *c)
 {
     c->phase = C_LINGER;
+    tamisd_limits_answered(&c->slot);
     uv_timer_stop(&c->timer);
     uv_read_stop(&c->h.stream);
     c->sreq.data = c;
@@ -231,6 +238,7 @@ static void close_conn(conn_t *c)
     if (c->phase == C_CLOSING)
         return;
     c->phase = C_CLOSING;
+    tamisd_limits_release(&c->slot);
     detach_job(c);
     uv_close(&c->h.handle, on_close);
     uv_close((uv_handle_t *)&c->timer, on_close);
@@ -268,6 +276,7 @@ static void after_work_cb(uv_work_t *w, int status)
     server_t *srv = j->srv;
     conn_t *c = j->conn;
     srv->jobs--;
+    tamisd_limits_job_done();
     double ms = tamis_now_ms() - j->t0;
     if (status == UV_ECANCELED) {
         tamisd_log(TAMISD_LOG_INFO, "conn=%s: scan cancelled", j->id);
@@ -304,8 +313,14 @@ static double child_budget_ms(const conn_t *c)
 static void start_scan(conn_t *c)
 {
     server_t *srv = c->srv;
+    if (!tamisd_limits_job_admit()) { /* --max-queue: a bounded backlog, never a growing one */
+        tamisd_log(TAMISD_LOG_WARN, "conn=%lu: scan queue full (--max-queue)", c->id);
+        send_error(c, TAMIS_EX_TEMPFAIL, "EX_TEMPFAIL", "server busy, try again later");
+        return;
+    }
     job_t *j = calloc(1, sizeof *j);
     if (!j) {
+        tamisd_limits_job_done();
         close_conn(c);
         return;
     }
@@ -340,6 +355,7 @@ static void start_scan(conn_t *c)
     }
     j->work.data = j;
     if (uv_queue_work(srv->loop, &j->work, work_cb, after_work_cb) != 0) {
+        tamisd_limits_job_done();
         free_job(j);
         close_conn(c);
         return;
@@ -358,6 +374,7 @@ static void dispatch(conn_t *c)
     tamis_buf_t out;
     tamis_buf_init(&out, 0);
     uv_read_stop(&c->h.stream);
+    tamisd_limits_unwatch(&c->slot);
     if (verb == TAMIS_VERB_SKIP) {
         tamisd_log(TAMISD_LOG_INFO, "conn=%lu: skipped large message", c->id);
         begin_linger(c);
@@ -396,6 +413,9 @@ static void handle_state(conn_t *c, tamis_proto_state_t st)
         const char *line = tamis_proto_req_error_line(c->req);
         tamisd_log(TAMISD_LOG_WARN, "conn=%lu: bad protocol: %.*s", c->id,
                    (int)(strlen(line) > 2 ? strlen(line) - 2 : 0), line);
+        tamisd_limits_unwatch(&c->slot);
+        if (!c->eof) /* a client that gave up half-way (an MTA restarting) is no abuser */
+            tamisd_limits_fail(&c->slot.key, "protocol error");
         uv_timer_stop(&c->timer);
         send_bytes(c, line, strlen(line));
         return;
@@ -413,6 +433,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_t *c = s->data;
     if (c->phase != C_READ)
         return;
+    if (nread > 0)
+        tamisd_limits_feed(&c->slot, (size_t)nread);
     if (c->tls && nread > 0) {
         tls_on_read(c, buf->base, (size_t)nread);
     } else if (c->tls && nread == UV_EOF && !tamisd_tls_established(c->tls)) {
@@ -422,6 +444,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         handle_state(c, tamis_proto_req_feed(c->req, buf->base, (size_t)nread));
     } else if (nread == UV_EOF) {
         uv_read_stop(s);
+        c->eof = true;
         handle_state(c, tamis_proto_req_finish(c->req));
     } else if (nread < 0) {
         tamisd_log(TAMISD_LOG_DEBUG, "conn=%lu: read error: %s", c->id, uv_strerror((int)nread));
@@ -433,6 +456,9 @@ static void on_timer(uv_timer_t *t)
 {
     conn_t *c = t->data;
     if (c->phase != C_READ && c->phase != C_SCAN) {
+        if (c->phase == C_WRITE)
+            tamisd_log(TAMISD_LOG_WARN, "conn=%lu: [%s] did not take its reply (--timeout-write)",
+                       c->id, c->addr);
         close_conn(c); /* a client that does not read its reply */
         return;
     }
@@ -445,6 +471,9 @@ static void on_timer(uv_timer_t *t)
         snprintf(detail, sizeof detail, "(%u second socket timeout reading input from client)",
                  c->srv->o->timeout_tcp);
     tamisd_log(TAMISD_LOG_WARN, "conn=%lu: timeout: %s", c->id, detail);
+    if (c->phase == C_READ) /* the client's fault; a slow scan is ours */
+        tamisd_limits_fail(&c->slot.key, "timeout");
+    tamisd_limits_unwatch(&c->slot);
     detach_job(c);
     uv_read_stop(&c->h.stream);
     send_error(c, TAMIS_EX_TIMEOUT, "Timeout", detail);
@@ -558,17 +587,46 @@ static void tls_on_read(conn_t *c, const char *data, size_t n)
 
 static bool peer_allowed(conn_t *c)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+    struct sockaddr_storage *ss = &c->peer;
+    int len = sizeof *ss;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)ss, &len) != 0)
         return false;
-    tamisd_addr_str((struct sockaddr *)&ss, c->addr, sizeof c->addr, &c->port);
-    bool ok = tamisd_acl_allows(c->srv->acl, (struct sockaddr *)&ss);
-    if (!ok)
+    tamisd_addr_str((struct sockaddr *)ss, c->addr, sizeof c->addr, &c->port);
+    if (tamisd_limits_banned((struct sockaddr *)ss))
+        return false; /* dropped without a log line: the ban has one */
+    bool ok = tamisd_acl_allows(c->srv->acl, (struct sockaddr *)ss);
+    if (!ok) {
         tamisd_log(TAMISD_LOG_WARN, "unauthorized connection from [%s]:%d", c->addr, c->port);
-    else
+        tamisd_limits_fail_addr((struct sockaddr *)ss, "not in --allowed-ips");
+    } else
         tamisd_log(TAMISD_LOG_DEBUG, "connection from [%s]:%d", c->addr, c->port);
     return ok;
+}
+
+/* limits.c's caps and bans. Refused: spamd has no "busy" reply, so the status line says 75
+ * EX_TEMPFAIL (spamc itself reports it as EX_IOERR: it never checks the code); banned: no
+ * reply at all, as for an ACL refusal. */
+static bool admitted(conn_t *c, bool is_unix)
+{
+    tamisd_admit_t r =
+        tamisd_limits_admit(&c->slot, is_unix ? NULL : (struct sockaddr *)&c->peer, "spamc");
+    if (r == TAMISD_ADMIT_OK)
+        return true;
+    if (r != TAMISD_ADMIT_BANNED && r != TAMISD_ADMIT_BAN_START) /* the slot is not held */
+        tamisd_limits_refuse(&c->h.stream, "SPAMD/1.0 75 EX_TEMPFAIL: too many connections\r\n");
+    close_conn(c);
+    return false;
+}
+
+static void on_slow(void *arg, const char *why)
+{
+    conn_t *c = arg;
+    if (c->phase != C_READ)
+        return;
+    tamisd_log(TAMISD_LOG_WARN, "conn=%lu: [%s] cut off: %s", c->id, c->addr, why);
+    tamisd_limits_fail(&c->slot.key, "slow client");
+    uv_read_stop(&c->h.stream);
+    send_error(c, TAMIS_EX_TIMEOUT, "Timeout", why);
 }
 
 static conn_t *conn_new(server_t *srv, listener_t *l)
@@ -619,6 +677,8 @@ static void on_connection(uv_stream_t *ls, int status)
         close_conn(c); /* refused peers get no reply at all, as with spamd */
         return;
     }
+    if (!admitted(c, l->is_unix))
+        return;
     c->req = tamis_proto_req_new(srv->o->max_size);
     if (!c->req) {
         close_conn(c);
@@ -633,6 +693,8 @@ static void on_connection(uv_stream_t *ls, int status)
         uv_timer_start(&c->timer, on_timer, (uint64_t)srv->o->timeout_tcp * 1000, 0);
     if (uv_read_start(&c->h.stream, alloc_cb, on_read) != 0)
         close_conn(c);
+    else
+        tamisd_limits_watch(&c->slot, on_slow, c);
 }
 
 /* ---- signals: reload and shutdown -------------------------------------------------------------
@@ -818,6 +880,7 @@ static void maybe_exit(server_t *srv)
     if (!srv->stopping || srv->closed || srv->conns || srv->jobs || srv->reloading)
         return;
     srv->closed = true;
+    tamisd_limits_detach();
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
@@ -929,6 +992,7 @@ int tamisd_serve(const tamisd_opts_t *o, const tamisd_acl_t *acl, tamisd_listene
     srv->ls = lv;
     srv->nls = n;
     known_set(srv, diag);
+    tamisd_limits_attach(srv->loop);
     int status = 0;
     for (size_t i = 0; i < n; i++)
         if (adopt_listener(srv, &lv[i], &ls[i]) != 0)

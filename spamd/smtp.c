@@ -89,6 +89,7 @@ struct sconn {
     char qid[64], addr[64], name[256];
     tamis_buf_t out_msg; /* encoded message for the relay's DATA */
     char final[256];     /* the reply we give upstream when the relay's RSET returns */
+    tamisd_slot_t slot;  /* limits.c */
 };
 
 static sconn_t *smtp_conns;
@@ -193,6 +194,7 @@ static void smtp_close(sconn_t *c)
     if (c->closing)
         return;
     c->closing = true;
+    tamisd_limits_release(&c->slot);
     tamisd_mta_scan_cancel(c->job);
     c->job = NULL;
     if (c->relay) {
@@ -900,12 +902,27 @@ static void smtp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- accepting and stopping ------------------------------------------------------------------ */
 
-static bool smtp_allowed(sconn_t *c)
+/* The ACL, then limits.c's caps and bans (over a limit: 421, and the MTA retries later). */
+static bool smtp_allowed(sconn_t *c, bool is_unix)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    return uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0 &&
-           tamisd_acl_allows(tamisd_server_acl(c->srv), (struct sockaddr *)&ss);
+    if (!is_unix) {
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+            return false;
+        if (tamisd_limits_banned((struct sockaddr *)&ss))
+            return false; /* silently: the ban has its log line */
+        if (!tamisd_acl_allows(tamisd_server_acl(c->srv), (struct sockaddr *)&ss)) {
+            tamisd_log(TAMISD_LOG_WARN, "smtp: unauthorized connection refused");
+            tamisd_limits_fail_addr((struct sockaddr *)&ss, "not in --allowed-ips");
+            return false;
+        }
+    }
+    if (tamisd_limits_admit(&c->slot, is_unix ? NULL : (struct sockaddr *)&ss, "smtp") ==
+        TAMISD_ADMIT_OK)
+        return true;
+    smtp_say(c, "421 4.7.0 Too many connections, try again later");
+    return false;
 }
 
 void tamisd_smtp_accept(struct server *srv, uv_stream_t *ls, bool is_unix)
@@ -932,8 +949,7 @@ void tamisd_smtp_accept(struct server *srv, uv_stream_t *ls, bool is_unix)
         smtp_conns->prev = c;
     smtp_conns = c;
     tamisd_server_hold(srv, +1);
-    if (uv_accept(ls, &c->h.stream) != 0 || (!is_unix && !smtp_allowed(c))) {
-        tamisd_log(TAMISD_LOG_WARN, "smtp: connection refused");
+    if (uv_accept(ls, &c->h.stream) != 0 || !smtp_allowed(c, is_unix)) {
         smtp_close(c);
         return;
     }

@@ -72,6 +72,7 @@ static void mta_after(uv_work_t *w, int status)
     tamisd_scan_clear(&j->scan);
     free(j->msg);
     free(j);
+    tamisd_limits_job_done();
     tamisd_server_hold(srv, -1);
 }
 
@@ -79,9 +80,15 @@ tamisd_mta_job_t *tamisd_mta_scan(struct server *srv, tamis_buf_t *msg, bool who
                                   const char *addr, const char *host, tamisd_mta_done_t done,
                                   void *arg)
 {
-    tamisd_mta_job_t *j = calloc(1, sizeof *j);
-    if (!j)
+    if (!tamisd_limits_job_admit()) { /* --max-queue: the caller answers with a tempfail */
+        tamisd_log(TAMISD_LOG_WARN, "id=%s: scan queue full (--max-queue)", id && id[0] ? id : "-");
         return NULL;
+    }
+    tamisd_mta_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        tamisd_limits_job_done();
+        return NULL;
+    }
     const tamisd_opts_t *o = tamisd_server_opts(srv);
     j->srv = srv;
     j->done = done;
@@ -112,6 +119,7 @@ tamisd_mta_job_t *tamisd_mta_scan(struct server *srv, tamis_buf_t *msg, bool who
         tamis_rules_unref(s->rs);
         free(j->msg);
         free(j);
+        tamisd_limits_job_done();
         return NULL;
     }
     tamisd_server_hold(srv, +1);

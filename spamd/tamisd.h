@@ -14,6 +14,9 @@
  * smtp_scan.c  scans for milter.c and smtp.c through job.c's worker job
  * tls.c      TLS on the spamc listeners (--ssl): OpenSSL behind memory BIOs, driven by server.c
  * dns.c      the resolver of the network tests (one on the loop, shared by the scans)
+ * limits.c   access and abuse limits: connection caps, bans, slow clients, the scan backlog,
+ *            RLIMIT_NOFILE; the fallback user when started as root (uses ratelimit.c)
+ * ratelimit.c  the pure parts of limits.c: the per-address table and the transfer-rate rule
  */
 #ifndef TAMISD_H
 #define TAMISD_H
@@ -25,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
@@ -37,6 +41,23 @@
 #ifndef TAMISD_DEFAULT_CERT_DIR
 #define TAMISD_DEFAULT_CERT_DIR "/etc/spamassassin/certs"
 #endif
+
+/* ---- limits settings (limits.c) -------------------------------------------------------------
+ * Every field is a command-line setting; tamisd_limits_defaults() sets the defaults and
+ * tamisd_limits_dump() prints them (--lint). 0 turns a limit off unless said otherwise. */
+typedef struct {
+    unsigned max_conn;        /* --max-connections: all listeners together */
+    unsigned max_conn_per_ip; /* --max-connections-per-ip */
+    unsigned max_conn_rate;   /* --max-conn-rate: new connections/s per address (10 s average) */
+    unsigned max_failures;    /* --max-failures: failed requests per address per minute */
+    unsigned ban_time;        /* --ban-time: seconds an address over a rate limit is refused */
+    unsigned timeout_read;    /* --timeout-read: longest silence while a request is read */
+    unsigned timeout_write;   /* --timeout-write: longest wait for the client to take a reply */
+    unsigned min_rate;        /* --min-rate: bytes/s a request must arrive at ... */
+    unsigned min_rate_grace;  /* --min-rate-grace: ... after these seconds ... */
+    unsigned min_rate_window; /* --min-rate-window: ... averaged over windows this long */
+    unsigned max_queue;       /* --max-queue: scans waiting for a worker (never unbounded) */
+} tamisd_limits_cfg_t;
 
 /* ---- options ------------------------------------------------------------------------------- */
 
@@ -84,6 +105,7 @@ typedef struct {
     int ssl_port;            /* --ssl-port: default port of TLS listeners; 0 = --port */
     const char *server_cert; /* --server-cert (default TAMISD_DEFAULT_CERT_DIR/server-cert.pem) */
     const char *server_key;  /* --server-key (default .../server-key.pem) */
+    tamisd_limits_cfg_t limits;
 } tamisd_opts_t;
 
 /* Parses argv into o. Returns 0 to run, 1 when done (help/version printed: exit 0), or -1 on a
@@ -264,6 +286,156 @@ void tamisd_dns_release(tamisd_dns_t *d);          /* frees a retired resolver's
 void tamisd_dns_retire(tamisd_dns_t *d);           /* no new users; freed when unused */
 /* Warns once per zone per 5 minutes about lists that refused us (any thread). */
 void tamisd_dns_warn_blocked(const char *zones);
+/* ---- access and abuse limits (limits.c, ratelimit.c) ------------------------------------------
+ * Loop-thread only, except tamisd_limits_start* (main, before the loop). Front ends embed one
+ * tamisd_slot_t per connection: admit() fills it, release() (idempotent) gives it back. */
+
+#define TAMISD_LIMITS_OPT_BASE 1000 /* getopt codes of the limits options */
+#define TAMISD_IPTABLE_SIZE 8192    /* addresses tracked; the least useful is evicted */
+#define TAMISD_IPTABLE_PROBE 16
+
+/* An address as the table keys it: IPv4-mapped IPv6 is IPv4, other IPv6 addresses count per
+ * /64 (shown as "2001:db8:1:2::/64"). family 0 = none (Unix socket). */
+typedef struct {
+    int family;
+    unsigned char addr[16];
+} tamisd_ipkey_t;
+
+/* The transfer-rate rule of one connection while it reads a request. Times in ms. */
+typedef struct {
+    double start, win_start, last_rx;
+    uint64_t win_bytes;
+} tamisd_rate_t;
+
+typedef struct tamisd_slot tamisd_slot_t;
+typedef void (*tamisd_slow_cb)(void *arg, const char *why);
+struct tamisd_slot {
+    tamisd_ipkey_t key;
+    bool held;     /* counts in the totals until released */
+    bool watching; /* on the slow-client list */
+    tamisd_rate_t rate;
+    tamisd_slow_cb on_slow;
+    void *arg;
+    tamisd_slot_t *prev, *next;
+};
+
+/* The per-address table (ratelimit.c, pure: the caller passes the time). Fixed size, no
+ * allocation after init; when a probe window is full the least useful entry is replaced. */
+typedef struct {
+    tamisd_ipkey_t key; /* family 0 = empty slot */
+    unsigned conns;
+    double conn_level, fail_level; /* leaky buckets */
+    double last_ms;                /* the levels' last leak */
+    double ban_until;              /* 0 = not banned */
+    double ban_start;
+} tamisd_ipentry_t;
+
+typedef struct {
+    tamisd_ipentry_t *slots;
+    size_t cap; /* power of two */
+    unsigned per_ip, conn_rate, failures;
+    double ban_ms;
+    size_t banned; /* entries with a ban, so expiry sweeps are free when there are none */
+} tamisd_iptable_t;
+
+typedef enum {
+    TAMISD_ADMIT_OK = 0,
+    TAMISD_ADMIT_BANNED,    /* refused: a ban is running */
+    TAMISD_ADMIT_BAN_START, /* refused: over --max-conn-rate, a ban starts now */
+    TAMISD_ADMIT_RATE,      /* refused: over --max-conn-rate, bans are off */
+    TAMISD_ADMIT_PER_IP,    /* refused: --max-connections-per-ip */
+    TAMISD_ADMIT_TOTAL,     /* refused: --max-connections */
+} tamisd_admit_t;
+
+/* Returns 0, or -1 when out of memory. cap is rounded up to a power of two. */
+int tamisd_iptable_init(tamisd_iptable_t *t, size_t cap, const tamisd_limits_cfg_t *cfg);
+void tamisd_iptable_free(tamisd_iptable_t *t);
+/* sa's key; AF_UNIX or unknown families give family 0. */
+void tamisd_ipkey(const struct sockaddr *sa, tamisd_ipkey_t *k);
+void tamisd_ipkey_str(const tamisd_ipkey_t *k, char *buf, size_t len);
+/* A new connection from k. *counted: it was admitted and counted (conns + 1; disconnect once);
+ * an admitted address the full table cannot track is not counted. */
+tamisd_admit_t tamisd_iptable_connect(tamisd_iptable_t *t, const tamisd_ipkey_t *k, double now,
+                                      bool *counted);
+void tamisd_iptable_disconnect(tamisd_iptable_t *t, const tamisd_ipkey_t *k);
+/* A failed request from k. Returns true when this failure starts a ban. */
+bool tamisd_iptable_fail(tamisd_iptable_t *t, const tamisd_ipkey_t *k, double now);
+/* Ends the bans that are over; calls cb (may be NULL) once for each. Returns how many. */
+size_t tamisd_iptable_expire(tamisd_iptable_t *t, double now,
+                             void (*cb)(const tamisd_ipkey_t *k, double banned_ms, void *arg),
+                             void *arg);
+/* The entry for k, or NULL (tests and logs). */
+const tamisd_ipentry_t *tamisd_iptable_find(const tamisd_iptable_t *t, const tamisd_ipkey_t *k);
+
+void tamisd_rate_begin(tamisd_rate_t *r, double now);
+void tamisd_rate_feed(tamisd_rate_t *r, size_t n, double now);
+/* 0 = fine; 1 = silent for more than idle_s; 2 = under min_rate bytes/s over a window of
+ * window_s seconds that ended after grace_s. *rate gets the window's rate (may be NULL). */
+int tamisd_rate_check(tamisd_rate_t *r, double now, const tamisd_limits_cfg_t *cfg, double *rate);
+
+/* Options: the long options to splice into getopt's table, the defaults, one option, the help
+ * text and the --lint dump. tamisd_limits_opt returns 0 or -1 (message printed). */
+#define TAMISD_LIMITS_LONG_OPTS                                                                    \
+    {"max-connections", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 0},                      \
+        {"max-connections-per-ip", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 1},           \
+        {"max-conn-rate", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 2},                    \
+        {"max-failures", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 3},                     \
+        {"ban-time", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 4},                         \
+        {"timeout-read", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 5},                     \
+        {"timeout-write", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 6},                    \
+        {"min-rate", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 7},                         \
+        {"min-rate-grace", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 8},                   \
+        {"min-rate-window", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 9},                  \
+    {                                                                                              \
+        "max-queue", required_argument, NULL, TAMISD_LIMITS_OPT_BASE + 10                          \
+    }
+#define TAMISD_LIMITS_OPT_COUNT 11
+void tamisd_limits_defaults(tamisd_limits_cfg_t *cfg);
+int tamisd_limits_opt(tamisd_limits_cfg_t *cfg, int code, const char *arg);
+void tamisd_limits_usage(FILE *f);
+/* Prints "setting NAME VALUE" lines: these settings and the other limits of o (--allowed-ips,
+ * -u/-g, the spamd timeouts, --max-size). */
+void tamisd_limits_dump(const tamisd_opts_t *o, FILE *f);
+
+/* Start-up (main thread, before the loop): raises RLIMIT_NOFILE's soft limit to the hard limit,
+ * sizes the table, logs the connection capacity. workers = the thread pool's size. 0 or -1. */
+int tamisd_limits_start(const tamisd_limits_cfg_t *cfg, unsigned workers, char *err, size_t errlen);
+/* Started as root without -u: the user to run as ("tamis" if it exists, else "nobody"). */
+const char *tamisd_limits_fallback_user(void);
+/* Not root (any more): clears every capability, such as the CAP_NET_BIND_SERVICE a service
+ * manager granted for binding port 783, once the sockets are bound. 0 or -1 (errno set). */
+int tamisd_limits_drop_caps(void);
+/* The loop's side: a sweep timer (unreferenced) for slow clients and ban expiry. */
+int tamisd_limits_attach(struct uv_loop_s *loop);
+void tamisd_limits_detach(void);
+/* A new connection on any listener (sa NULL: a Unix-socket peer, which only counts in the
+ * total). Returns TAMISD_ADMIT_OK with s held, or the refusal, having logged it. */
+tamisd_admit_t tamisd_limits_admit(tamisd_slot_t *s, const struct sockaddr *sa, const char *front);
+void tamisd_limits_release(tamisd_slot_t *s);
+/* sa is banned: checked before --allowed-ips, so that a banned address is dropped silently
+ * instead of logging an ACL refusal per connection. */
+bool tamisd_limits_banned(const struct sockaddr *sa);
+/* The request is answered and the connection only lingers (bounded): it stops counting for its
+ * address, so a client's next request is not refused while the last one drains; it still
+ * counts in the total until released. */
+void tamisd_limits_answered(tamisd_slot_t *s);
+/* A failed request (protocol error, ACL refusal, timeout, slow client): may start a ban. */
+void tamisd_limits_fail(const tamisd_ipkey_t *k, const char *what);
+void tamisd_limits_fail_addr(const struct sockaddr *sa, const char *what);
+/* Watch a held slot while it reads a request: on_slow(arg, why) runs from the sweep, once, when
+ * the client is silent for --timeout-read or under --min-rate; the slot is then unwatched. */
+void tamisd_limits_watch(tamisd_slot_t *s, tamisd_slow_cb on_slow, void *arg);
+void tamisd_limits_feed(tamisd_slot_t *s, size_t n);
+void tamisd_limits_unwatch(tamisd_slot_t *s);
+/* The scan backlog (all front ends): job_admit is false when workers + --max-queue scans are
+ * already in flight; every admitted job ends with one job_done. */
+bool tamisd_limits_job_admit(void);
+void tamisd_limits_job_done(void);
+unsigned tamisd_limits_write_ms(void); /* --timeout-write in ms, 0 = none */
+/* Best effort, never blocking, for a connection about to be closed at once: writes line, then
+ * reads what the client already sent, so that the close is not a reset that destroys the line
+ * in the client's buffer. */
+void tamisd_limits_refuse(struct uv_stream_s *s, const char *line);
 
 /* ---- scan jobs (worker threads) -------------------------------------------------------------- */
 

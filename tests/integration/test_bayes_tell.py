@@ -65,7 +65,7 @@ def main():
     port = h.free_port()
     log = os.path.join(tmp, "tamisd.log")
     proc = subprocess.Popen([h.TAMISD, "-i", "127.0.0.1", "-p", str(port), "-L", "--allow-tell",
-                             "--bayes-path", state, "-s", log])
+                             "--bayes-path", state, "-s", log] + h.ROOT_ARGS)
     try:
         check(wait_port(port, proc), "tamisd starts with --bayes-path and --allow-tell")
         msg = h.SPAM

@@ -16,6 +16,9 @@ SOURCE_DIR = os.environ.get("TAMIS_SOURCE_DIR", os.path.abspath(os.path.join(HER
 BUILD_DIR = os.environ.get("TAMIS_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 TAMISD = os.path.join(BUILD_DIR, "tamisd")
 SPAMC = "/usr/bin/spamc"
+# Started as root without -u, tamisd runs as "tamis" or "nobody" (as spamd does), which cannot
+# write the tests' root-owned temporary folders: tests that are not about privileges keep root.
+ROOT_ARGS = ["-u", "root"] if os.geteuid() == 0 else []
 SPAMD = "/usr/sbin/spamd"
 
 # A tiny rule set: one word scores 6 (spam at required_score 5), another 1.5.
@@ -104,6 +107,8 @@ class Daemon:
                     "-i", "127.0.0.1", "-p", str(self.port), "-s", "stderr"]
         else:
             argv = [TAMISD, "-C", rules_dir, "-i", "127.0.0.1", "-p", str(self.port), "-m", "2"]
+            if "-u" not in args:
+                argv += ROOT_ARGS
         argv += list(args)
         self.log_file = open(self.logpath, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
