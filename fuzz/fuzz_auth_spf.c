@@ -76,10 +76,17 @@ static const tamis_net_answer_t *fwait(void *ctx, size_t slot)
     return slot < f->n ? &f->ans[slot] : NULL;
 }
 
-static const tamis__spf_macros_t macros = {
-    "strong-bad@email.example.com", "strong-bad", "email.example.com", "email.example.com",
-    "192.0.2.3", "mx.example.org", "in-addr", "helo.example.net", "192.0.2.3", "unknown",
-    "1700000000"};
+static const tamis__spf_macros_t macros = {"strong-bad@email.example.com",
+                                           "strong-bad",
+                                           "email.example.com",
+                                           "email.example.com",
+                                           "192.0.2.3",
+                                           "mx.example.org",
+                                           "in-addr",
+                                           "helo.example.net",
+                                           "192.0.2.3",
+                                           "unknown",
+                                           "1700000000"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -499,17 +499,39 @@ int tamis__spf_expand(const char *spec, const tamis__spf_macros_t *m, bool exp_t
         size_t nd = strcspn(delims, "}");
         const char *v = NULL;
         switch (letter) {
-        case 's': v = m->s; break;
-        case 'l': v = m->l; break;
-        case 'o': v = m->o; break;
-        case 'd': v = m->d; break;
-        case 'i': v = m->i; break;
-        case 'p': v = m->p; break;
-        case 'v': v = m->v; break;
-        case 'h': v = m->h; break;
-        case 'c': v = m->c; break;
-        case 'r': v = m->r; break;
-        case 't': v = m->t; break;
+        case 's':
+            v = m->s;
+            break;
+        case 'l':
+            v = m->l;
+            break;
+        case 'o':
+            v = m->o;
+            break;
+        case 'd':
+            v = m->d;
+            break;
+        case 'i':
+            v = m->i;
+            break;
+        case 'p':
+            v = m->p;
+            break;
+        case 'v':
+            v = m->v;
+            break;
+        case 'h':
+            v = m->h;
+            break;
+        case 'c':
+            v = m->c;
+            break;
+        case 'r':
+            v = m->r;
+            break;
+        case 't':
+            v = m->t;
+            break;
         }
         transform(&o, v ? v : "unknown", delims, nd, keep, rev, L != letter);
         i = j + nd + 1;
@@ -538,7 +560,8 @@ int tamis__spf_expand(const char *spec, const tamis__spf_macros_t *m, bool exp_t
     return 0;
 }
 
-/* ---- check_host() ----------------------------------------------------------------------------- */
+/* ---- check_host() -----------------------------------------------------------------------------
+ */
 
 struct tamis__spf {
     const tamis_auth_dns_t *dns;
@@ -624,8 +647,7 @@ static bool cidr_match(const uint8_t *a, const uint8_t *b, unsigned bits)
 }
 
 /* Whether the client is among the addresses of an A (IPv4 client) or AAAA (IPv6) answer. */
-static bool addr_match(const tamis__spf_t *s, const tamis_net_answer_t *a, unsigned c4,
-                       unsigned c6)
+static bool addr_match(const tamis__spf_t *s, const tamis_net_answer_t *a, unsigned c4, unsigned c6)
 {
     for (size_t i = 0; i < a->count; i++) {
         if (s->v6) {
@@ -685,36 +707,44 @@ static bool domain_within(const char *name, const char *dom)
     return n == d || name[n - d - 1] == '.';
 }
 
+/* The macro values for the current domain; %{p} (a validated name of the client, preferring the
+ * current domain or a subdomain of it, §7.3; "unknown" without one) only when spec uses it, since
+ * it costs lookups. Returns 0 or PERMERROR (void limit during the PTR validation). */
+static int fill_macros(tamis__spf_t *s, const char *spec, tamis__spf_macros_t *m)
+{
+    *m = (tamis__spf_macros_t){
+        s->sender, s->local, s->odomain, s->cur, s->istr, NULL, s->v6 ? "ip6" : "in-addr",
+        s->helo,   s->cstr,  "unknown",  s->tstr};
+    if (!strstr(spec, "%{p") && !strstr(spec, "%{P"))
+        return 0;
+    if (validate_ptrs(s) != 0)
+        return TAMIS_AUTH_PERMERROR;
+    m->p = s->ptr_count ? s->ptr_names[0] : "unknown";
+    for (size_t i = 0; i < s->ptr_count; i++)
+        if (strcasecmp(s->ptr_names[i], s->cur) == 0) {
+            m->p = s->ptr_names[i];
+            return 0;
+        }
+    for (size_t i = 0; i < s->ptr_count; i++)
+        if (domain_within(s->ptr_names[i], s->cur)) {
+            m->p = s->ptr_names[i];
+            return 0;
+        }
+    return 0;
+}
+
 /* Expands a domain-spec (NULL = the current domain) into out[TAMIS_SPF_MAX_EXPAND + 1]. Returns 0
  * or PERMERROR. */
-static int expand_domain(tamis__spf_t *s, const char *spec, char *out, bool exp_text)
+static int expand_domain(tamis__spf_t *s, const char *spec, char *out)
 {
     if (!spec) {
         snprintf(out, TAMIS_SPF_MAX_EXPAND + 1, "%s", s->cur);
         return 0;
     }
-    tamis__spf_macros_t m = {s->sender, s->local,   s->odomain, s->cur,
-                             s->istr,   NULL,       s->v6 ? "ip6" : "in-addr",
-                             s->helo,   s->cstr,    "unknown",  s->tstr};
-    if (strchr(spec, '%') && (strstr(spec, "%{p") || strstr(spec, "%{P"))) {
-        /* %{p}: a validated name of the client, preferring the current domain or a subdomain of
-         * it (§7.3); "unknown" without one. */
-        if (validate_ptrs(s) != 0)
-            return TAMIS_AUTH_PERMERROR;
-        m.p = s->ptr_count ? s->ptr_names[0] : "unknown";
-        for (size_t i = 0; i < s->ptr_count; i++)
-            if (strcasecmp(s->ptr_names[i], s->cur) == 0) {
-                m.p = s->ptr_names[i];
-                goto found;
-            }
-        for (size_t i = 0; i < s->ptr_count; i++)
-            if (domain_within(s->ptr_names[i], s->cur)) {
-                m.p = s->ptr_names[i];
-                break;
-            }
-    found:;
-    }
-    return tamis__spf_expand(spec, &m, exp_text, out, TAMIS_SPF_MAX_EXPAND + 1) < 0
+    tamis__spf_macros_t m;
+    if (fill_macros(s, spec, &m) != 0)
+        return TAMIS_AUTH_PERMERROR;
+    return tamis__spf_expand(spec, &m, false, out, TAMIS_SPF_MAX_EXPAND + 1) < 0
                ? (int)TAMIS_AUTH_PERMERROR
                : 0;
 }
@@ -722,8 +752,8 @@ static int expand_domain(tamis__spf_t *s, const char *spec, char *out, bool exp_
 /* Fetches the SPF record of domain (§4.4, §4.5). slot_rc / slot: a lookup already started, or
  * slot_rc = 1 to start one. Returns NONE (no record: *rec NULL), PASS (found: *rec set),
  * TEMPERROR or PERMERROR (two records). */
-static tamis_auth_status_t get_record(tamis__spf_t *s, const char *domain, int slot_rc,
-                                      size_t slot, const char **rec)
+static tamis_auth_status_t get_record(tamis__spf_t *s, const char *domain, int slot_rc, size_t slot,
+                                      const char **rec)
 {
     *rec = NULL;
     if (slot_rc == 1)
@@ -764,7 +794,7 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
         break;
     }
     /* The DNS-querying mechanisms: counted, then their domain-spec expanded. */
-    if ((rc = count_lookup(s)) != 0 || (rc = expand_domain(s, t->spec, name, false)) != 0)
+    if ((rc = count_lookup(s)) != 0 || (rc = expand_domain(s, t->spec, name)) != 0)
         return rc;
     switch (t->mech) {
     case TAMIS__SPF_INCLUDE: {
@@ -819,9 +849,9 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
         int rcs[TAMIS_SPF_MAX_MX];
         size_t slots[TAMIS_SPF_MAX_MX];
         for (size_t i = 0; i < a->count; i++)
-            rcs[i] = a->strs[i][0] ? q_start(s, a->strs[i], s->v6 ? TAMIS_NET_AAAA : TAMIS_NET_A,
-                                             &slots[i])
-                                   : 1; /* null MX "." (RFC 7505): nothing to look up */
+            rcs[i] = a->strs[i][0]
+                         ? q_start(s, a->strs[i], s->v6 ? TAMIS_NET_AAAA : TAMIS_NET_A, &slots[i])
+                         : 1; /* null MX "." (RFC 7505): nothing to look up */
         for (size_t i = 0; i < a->count; i++) {
             if (rcs[i] == 1)
                 continue;
@@ -857,18 +887,16 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
 static void explain(tamis__spf_t *s, const char *spec)
 {
     char name[TAMIS_SPF_MAX_EXPAND + 1];
-    if (expand_domain(s, spec, name, false) != 0)
+    if (expand_domain(s, spec, name) != 0)
         return;
     const tamis_net_answer_t *a;
     if (lookup(s, name, TAMIS_NET_TXT, &a) != LK_OK || a->count != 1)
         return;
+    tamis__spf_macros_t m;
+    if (fill_macros(s, a->strs[0], &m) != 0)
+        return;
     char *text = tamis_arena_alloc(s->arena, TAMIS_SPF_MAX_EXPAND + 1);
-    if (text && tamis__spf_expand(a->strs[0], &(tamis__spf_macros_t){s->sender, s->local,
-                                                                     s->odomain, s->cur, s->istr,
-                                                                     NULL, s->v6 ? "ip6" : "in-addr",
-                                                                     s->helo, s->cstr, "unknown",
-                                                                     s->tstr},
-                                  true, text, TAMIS_SPF_MAX_EXPAND + 1) == 0)
+    if (text && tamis__spf_expand(a->strs[0], &m, true, text, TAMIS_SPF_MAX_EXPAND + 1) == 0)
         s->explanation = text;
 }
 
@@ -908,7 +936,7 @@ static tamis_auth_status_t check_host(tamis__spf_t *s, const char *domain, unsig
         /* §6.1: the result is the target's; a target without record is a permerror. */
         char name[TAMIS_SPF_MAX_EXPAND + 1];
         int rc;
-        if ((rc = count_lookup(s)) != 0 || (rc = expand_domain(s, rec.redirect, name, false)) != 0) {
+        if ((rc = count_lookup(s)) != 0 || (rc = expand_domain(s, rec.redirect, name)) != 0) {
             s->cur = saved;
             return (tamis_auth_status_t)rc;
         }
@@ -925,7 +953,8 @@ static tamis_auth_status_t check_host(tamis__spf_t *s, const char *domain, unsig
     return result;
 }
 
-/* ---- the interface of auth_int.h -------------------------------------------------------------- */
+/* ---- the interface of auth_int.h --------------------------------------------------------------
+ */
 
 /* A domain check_host() can look at (§4.3): multi-label, labels 1-63 bytes, at most 253. */
 static bool domain_ok(const char *d)
@@ -989,7 +1018,8 @@ tamis__spf_t *tamis__spf_start(const tamis_auth_dns_t *dns, tamis_arena_t *arena
         }
         w[-1] = '\0';
     } else {
-        memcpy(s->istr, s->cstr, sizeof(s->cstr) < sizeof(s->istr) ? sizeof(s->cstr) : sizeof(s->istr));
+        memcpy(s->istr, s->cstr,
+               sizeof(s->cstr) < sizeof(s->istr) ? sizeof(s->cstr) : sizeof(s->istr));
     }
 
     /* <sender>: postmaster@domain when empty; l and o from its last '@' (§4.3). */

@@ -14,15 +14,15 @@
 #include "auth_int.h"
 
 /* Limits. The first four are RFC 7208 §4.6.4's; the others bound our work and memory. */
-#define TAMIS_SPF_MAX_LOOKUPS 10   /* include, a, mx, ptr, exists, redirect per check_host() */
-#define TAMIS_SPF_MAX_VOID 2       /* lookups answering NXDOMAIN or no records */
-#define TAMIS_SPF_MAX_MX 10        /* MX names of one mx mechanism; more is a permerror */
-#define TAMIS_SPF_MAX_PTR 10       /* PTR names looked at (the others are ignored) */
-#define TAMIS_SPF_MAX_DEPTH 12     /* include/redirect nesting (the lookup limit stops it at 11) */
-#define TAMIS_SPF_MAX_RECORD 1023  /* bytes of a record (TXT strings joined); longer: permerror */
-#define TAMIS_SPF_MAX_TERMS 128    /* directives and modifiers of one record */
-#define TAMIS_SPF_MAX_EXPAND 2048  /* bytes of one macro expansion before the 253 cut */
-#define TAMIS_SPF_MAX_NAME 253     /* an expanded domain is cut to this from the left (§7.3) */
+#define TAMIS_SPF_MAX_LOOKUPS 10  /* include, a, mx, ptr, exists, redirect per check_host() */
+#define TAMIS_SPF_MAX_VOID 2      /* lookups answering NXDOMAIN or no records */
+#define TAMIS_SPF_MAX_MX 10       /* MX names of one mx mechanism; more is a permerror */
+#define TAMIS_SPF_MAX_PTR 10      /* PTR names looked at (the others are ignored) */
+#define TAMIS_SPF_MAX_DEPTH 12    /* include/redirect nesting (the lookup limit stops it at 11) */
+#define TAMIS_SPF_MAX_RECORD 1023 /* bytes of a record (TXT strings joined); longer: permerror */
+#define TAMIS_SPF_MAX_TERMS 128   /* directives and modifiers of one record */
+#define TAMIS_SPF_MAX_EXPAND 2048 /* bytes of one macro expansion before the 253 cut */
+#define TAMIS_SPF_MAX_NAME 253    /* an expanded domain is cut to this from the left (§7.3) */
 
 typedef enum {
     TAMIS__SPF_ALL = 0,

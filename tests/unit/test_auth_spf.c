@@ -18,7 +18,8 @@
 /* The internal header, by path: tests see only include/ otherwise. */
 #include "../../lib/auth/spf.h"
 
-/* ---- macros ----------------------------------------------------------------------------------- */
+/* ---- macros -----------------------------------------------------------------------------------
+ */
 
 static const tamis__spf_macros_t rfc_v4 = {
     .s = "strong-bad@email.example.com",
@@ -111,8 +112,8 @@ static void test_macro_more(void **state)
     char out[TAMIS_SPF_MAX_EXPAND + 1];
     /* c, r, t are for explanations only; d0, unknown letters, bad delimiters, unclosed braces,
      * stray '%'. */
-    static const char *const bad[] = {"%{c}",    "%{r}.x.com", "%{t}", "%{d0}", "%{x}",
-                                      "%{d!}",   "%{d",        "%",    "%a",    "%{}",
+    static const char *const bad[] = {"%{c}",    "%{r}.x.com", "%{t}",  "%{d0}", "%{x}",
+                                      "%{d!}",   "%{d",        "%",     "%a",    "%{}",
                                       "%{d2r2}", "a b",        "%{l_r}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         if (tamis__spf_expand(bad[i], &m, false, out, sizeof(out)) != TAMIS_EPARSE)
@@ -141,7 +142,8 @@ static void test_macro_more(void **state)
     assert_int_equal(tamis__spf_expand("%{s}", &m, false, out, 5), TAMIS_ELIMIT);
 }
 
-/* ---- records ---------------------------------------------------------------------------------- */
+/* ---- records ----------------------------------------------------------------------------------
+ */
 
 static int parse(tamis_arena_t *a, const char *txt, tamis__spf_record_t *r)
 {
@@ -276,7 +278,8 @@ static void test_record_parse(void **state)
     tamis_arena_free(a);
 }
 
-/* ---- check_host() over a table ---------------------------------------------------------------- */
+/* ---- check_host() over a table ----------------------------------------------------------------
+ */
 
 typedef struct {
     const char *name;
@@ -351,8 +354,8 @@ static const tamis_net_answer_t *fake_wait(void *ctx, size_t slot)
     return a->status == TAMIS_NET_TIMEOUT ? NULL : a;
 }
 
-static tamis_auth_status_t run(const fake_rr_t *table, size_t n, const char *ip,
-                               const char *sender, fake_dns_t *f, const char **exp)
+static tamis_auth_status_t run(const fake_rr_t *table, size_t n, const char *ip, const char *sender,
+                               fake_dns_t *f, const char **exp)
 {
     static fake_dns_t local;
     if (!f)
@@ -383,7 +386,9 @@ static void test_check_basic(void **state)
 {
     (void)state;
     static const fake_rr_t t[] = {
-        {"ex.com", TAMIS_NET_TXT, TAMIS_NET_OK,
+        {"ex.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
          {"not spf", "v=spf1 ip4:192.0.2.0/24 a:mail.ex.com mx -ip6:2001:db8::/32 ~all"}},
         {"mail.ex.com", TAMIS_NET_A, TAMIS_NET_OK, {"198.51.100.1"}},
         {"mail.ex.com", TAMIS_NET_AAAA, TAMIS_NET_OK, {"2001:db9::1"}},
@@ -424,12 +429,16 @@ static void test_check_limits(void **state)
     (void)state;
     /* 10 DNS-querying terms are fine, the 11th is a permerror; includes share the count. */
     static const fake_rr_t ten[] = {
-        {"l.com", TAMIS_NET_TXT, TAMIS_NET_OK,
+        {"l.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
          {"v=spf1 a:h.l.com a:h.l.com a:h.l.com a:h.l.com include:i.l.com a:h.l.com a:h.l.com "
           "a:h.l.com ip4:192.0.2.9 a:h.l.com -all"}},
         {"i.l.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 a:h.l.com -all"}},
         {"h.l.com", TAMIS_NET_A, TAMIS_NET_OK, {"10.0.0.1"}},
-        {"m.com", TAMIS_NET_TXT, TAMIS_NET_OK,
+        {"m.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
          {"v=spf1 a:h.l.com a:h.l.com a:h.l.com a:h.l.com include:i.l.com a:h.l.com a:h.l.com "
           "a:h.l.com a:h.l.com a:h.l.com ip4:192.0.2.9 -all"}},
     };
@@ -441,8 +450,13 @@ static void test_check_limits(void **state)
 
     /* Void lookups: two are fine, the third is a permerror. */
     static const fake_rr_t v[] = {
-        {"v2.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 a:n1.v2.com mx:n2.v2.com ip4:192.0.2.1 -all"}},
-        {"v3.com", TAMIS_NET_TXT, TAMIS_NET_OK,
+        {"v2.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
+         {"v=spf1 a:n1.v2.com mx:n2.v2.com ip4:192.0.2.1 -all"}},
+        {"v3.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
          {"v=spf1 a:n1.v2.com exists:n2.v2.com a:n3.v2.com ip4:192.0.2.1 -all"}},
         {"n1.v2.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"exists, but no A"}},
     };
@@ -463,9 +477,11 @@ static void test_check_limits(void **state)
     /* More than 10 MX names: permerror; all address lookups start before the first wait. */
     static const fake_rr_t mx[] = {
         {"mx.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 mx -all"}},
-        {"mx.com", TAMIS_NET_MX, TAMIS_NET_OK,
-         {"m1.mx.com", "m2.mx.com", "m3.mx.com", "m4.mx.com", "m5.mx.com", "m6.mx.com",
-          "m7.mx.com", "m8.mx.com", "m9.mx.com", "m10.mx.com", "m11.mx.com"}},
+        {"mx.com",
+         TAMIS_NET_MX,
+         TAMIS_NET_OK,
+         {"m1.mx.com", "m2.mx.com", "m3.mx.com", "m4.mx.com", "m5.mx.com", "m6.mx.com", "m7.mx.com",
+          "m8.mx.com", "m9.mx.com", "m10.mx.com", "m11.mx.com"}},
         {"ok.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 mx:mx3.com -all"}},
         {"mx3.com", TAMIS_NET_MX, TAMIS_NET_OK, {"a.mx3.com", "b.mx3.com", "c.mx3.com"}},
         {"a.mx3.com", TAMIS_NET_A, TAMIS_NET_OK, {"10.0.0.1"}},
@@ -493,7 +509,9 @@ static void test_check_include_redirect_exp(void **state)
 {
     (void)state;
     static const fake_rr_t t[] = {
-        {"top.com", TAMIS_NET_TXT, TAMIS_NET_OK,
+        {"top.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
          {"v=spf1 include:p.com include:f.com -include:n.com exp=why.top.com"}},
         {"p.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ip4:192.0.2.1 -all"}},
         {"f.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ip4:192.0.2.2 ~all"}},
@@ -502,7 +520,10 @@ static void test_check_include_redirect_exp(void **state)
         {"inc-none.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 include:nothing.com +all"}},
         {"inc-tmp.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 include:sf.com +all"}},
         {"sf.com", TAMIS_NET_TXT, TAMIS_NET_SERVFAIL, {NULL}},
-        {"red.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ip4:192.0.2.9 redirect=top.com exp=x.com"}},
+        {"red.com",
+         TAMIS_NET_TXT,
+         TAMIS_NET_OK,
+         {"v=spf1 ip4:192.0.2.9 redirect=top.com exp=x.com"}},
         {"red-none.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 redirect=nothing.com"}},
         {"red-mac.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 redirect=_spf.%{d}"}},
         {"_spf.red-mac.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ip4:192.0.2.3 -all"}},
@@ -531,14 +552,18 @@ static void test_check_ptr(void **state)
     static const fake_rr_t t[] = {
         {"p.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ptr -all"}},
         {"q.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 exists:%{p}.ok.q.com -all"}},
-        {"3.2.0.192.in-addr.arpa", TAMIS_NET_PTR, TAMIS_NET_OK,
+        {"3.2.0.192.in-addr.arpa",
+         TAMIS_NET_PTR,
+         TAMIS_NET_OK,
          {"liar.evil.org", "mail.p.com", "mail.q.com"}},
         {"mail.p.com", TAMIS_NET_A, TAMIS_NET_OK, {"192.0.2.3"}},
         {"mail.q.com", TAMIS_NET_A, TAMIS_NET_OK, {"192.0.2.3"}},
         {"liar.evil.org", TAMIS_NET_A, TAMIS_NET_OK, {"10.9.9.9"}},
         {"mail.q.com.ok.q.com", TAMIS_NET_A, TAMIS_NET_OK, {"127.0.0.2"}},
-        {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", TAMIS_NET_PTR,
-         TAMIS_NET_OK, {"v6.p.com"}},
+        {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+         TAMIS_NET_PTR,
+         TAMIS_NET_OK,
+         {"v6.p.com"}},
         {"v6.p.com", TAMIS_NET_AAAA, TAMIS_NET_OK, {"2001:db8::1"}},
     };
     assert_int_equal(RUN(t, "192.0.2.3", "x@p.com"), TAMIS_AUTH_PASS);

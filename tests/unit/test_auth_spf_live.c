@@ -29,8 +29,8 @@
 
 static const char *status_name(tamis_auth_status_t s)
 {
-    static const char *const names[] = {"none",     "pass",      "fail",     "softfail",
-                                        "neutral",  "temperror", "permerror"};
+    static const char *const names[] = {"none",    "pass",      "fail",     "softfail",
+                                        "neutral", "temperror", "permerror"};
     return (unsigned)s < sizeof(names) / sizeof(*names) ? names[s] : "?";
 }
 
