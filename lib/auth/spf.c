@@ -11,9 +11,10 @@
  * by RFC 7208 §4.6.4 (10 DNS-querying terms, 2 void lookups, 10 MX names, 10 PTR names) and by
  * our own limits (spf.h): record length, term count, expansion length, nesting depth.
  *
- * DNS errors (SERVFAIL, REFUSED, timeouts, a lookup we could not start) are temperror, except in
- * the ptr mechanism and the %{p} macro, where RFC 7208 §5.5 says to skip the name. A name that
- * cannot be a DNS name (empty or long labels) is looked up as nothing: a void lookup.
+ * DNS errors (SERVFAIL, REFUSED, timeouts, a lookup we could not start) are temperror everywhere,
+ * the ptr mechanism and %{p} included (there RFC 7208 §5.5 would skip the name, but auth.h promises
+ * that a lookup that fails is never a pass or a fail; pyspf agrees). A name that cannot be a DNS
+ * name (empty or long labels) is looked up as nothing: a void lookup.
  *
  * Why our own and not libspf2: libspf2 resolves through res_query, which blocks a worker thread
  * per lookup, cannot be bounded by the scan's deadline and bypasses our cache; see docs/auth.md.
@@ -579,6 +580,7 @@ struct tamis__spf {
     const char *explanation;
     /* validated PTR names (ptr mechanism, %{p}): computed once */
     bool ptr_done;
+    int ptr_status; /* 0, TEMPERROR or PERMERROR */
     const char *ptr_names[TAMIS_SPF_MAX_PTR];
     size_t ptr_count;
     /* the name whose record is being evaluated */
@@ -664,12 +666,14 @@ static bool addr_match(const tamis__spf_t *s, const tamis_net_answer_t *a, unsig
 }
 
 /* The PTR names of the client that resolve back to it (§5.5), at most TAMIS_SPF_MAX_PTR looked
- * at. DNS errors skip names; empty answers count as void lookups (as pyspf and Mail::SPF count
- * them). Returns 0 or PERMERROR (void limit). */
+ * at; the address lookups are all started before the first wait. Empty answers count as void
+ * lookups (as pyspf and Mail::SPF count them). A DNS error or timeout is a temperror here too
+ * (RFC 7208 §5.5 would skip the name; auth.h's contract, and pyspf, say a lookup that fails never
+ * turns into a pass or a fail). Computed once; returns 0, TEMPERROR or PERMERROR (void limit). */
 static int validate_ptrs(tamis__spf_t *s)
 {
     if (s->ptr_done)
-        return 0;
+        return s->ptr_status;
     s->ptr_done = true;
     char rev[80], name[100];
     if (tamis_net_reverse_ip(s->cstr, rev, sizeof(rev)) < 0)
@@ -678,9 +682,9 @@ static int validate_ptrs(tamis__spf_t *s)
     const tamis_net_answer_t *a;
     lk_t k = lookup(s, name, TAMIS_NET_PTR, &a);
     if (k == LK_VOID)
-        return void_lookup(s) == T_NOMATCH ? 0 : (int)TAMIS_AUTH_PERMERROR;
+        return s->ptr_status = void_lookup(s) == T_NOMATCH ? 0 : (int)TAMIS_AUTH_PERMERROR;
     if (k != LK_OK)
-        return 0;
+        return s->ptr_status = TAMIS_AUTH_TEMPERROR;
     size_t n = a->count < TAMIS_SPF_MAX_PTR ? a->count : TAMIS_SPF_MAX_PTR;
     int rcs[TAMIS_SPF_MAX_PTR];
     size_t slots[TAMIS_SPF_MAX_PTR];
@@ -691,8 +695,10 @@ static int validate_ptrs(tamis__spf_t *s)
         lk_t kb = q_wait(s, rcs[i], slots[i], &b);
         if (kb == LK_VOID) {
             if (void_lookup(s) != T_NOMATCH)
-                return TAMIS_AUTH_PERMERROR;
-        } else if (kb == LK_OK && addr_match(s, b, 32, 128)) {
+                return s->ptr_status = TAMIS_AUTH_PERMERROR;
+        } else if (kb == LK_ERR) {
+            return s->ptr_status = TAMIS_AUTH_TEMPERROR;
+        } else if (addr_match(s, b, 32, 128)) {
             s->ptr_names[s->ptr_count++] = a->strs[i];
         }
     }
@@ -717,8 +723,9 @@ static int fill_macros(tamis__spf_t *s, const char *spec, tamis__spf_macros_t *m
         s->helo,   s->cstr,  "unknown",  s->tstr};
     if (!strstr(spec, "%{p") && !strstr(spec, "%{P"))
         return 0;
-    if (validate_ptrs(s) != 0)
-        return TAMIS_AUTH_PERMERROR;
+    int rc = validate_ptrs(s);
+    if (rc != 0)
+        return rc;
     m->p = s->ptr_count ? s->ptr_names[0] : "unknown";
     for (size_t i = 0; i < s->ptr_count; i++)
         if (strcasecmp(s->ptr_names[i], s->cur) == 0) {
@@ -733,8 +740,8 @@ static int fill_macros(tamis__spf_t *s, const char *spec, tamis__spf_macros_t *m
     return 0;
 }
 
-/* Expands a domain-spec (NULL = the current domain) into out[TAMIS_SPF_MAX_EXPAND + 1]. Returns 0
- * or PERMERROR. */
+/* Expands a domain-spec (NULL = the current domain) into out[TAMIS_SPF_MAX_EXPAND + 1]. Returns 0,
+ * PERMERROR (too long) or TEMPERROR / PERMERROR from %{p}. */
 static int expand_domain(tamis__spf_t *s, const char *spec, char *out)
 {
     if (!spec) {
@@ -742,8 +749,9 @@ static int expand_domain(tamis__spf_t *s, const char *spec, char *out)
         return 0;
     }
     tamis__spf_macros_t m;
-    if (fill_macros(s, spec, &m) != 0)
-        return TAMIS_AUTH_PERMERROR;
+    int rc = fill_macros(s, spec, &m);
+    if (rc != 0)
+        return rc;
     return tamis__spf_expand(spec, &m, false, out, TAMIS_SPF_MAX_EXPAND + 1) < 0
                ? (int)TAMIS_AUTH_PERMERROR
                : 0;
@@ -871,8 +879,8 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
         return T_NOMATCH;
     }
     case TAMIS__SPF_PTR:
-        if (validate_ptrs(s) != 0)
-            return TAMIS_AUTH_PERMERROR;
+        if ((rc = validate_ptrs(s)) != 0)
+            return rc;
         for (size_t i = 0; i < s->ptr_count; i++)
             if (domain_within(s->ptr_names[i], name))
                 return T_MATCH;

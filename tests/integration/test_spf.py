@@ -173,6 +173,7 @@ CASES = [
     ("ptr-liar", "203.0.113.6", f"u@ptr.{Z}", H, "fail"),
     ("ptr-none", "203.0.113.7", f"u@ptr.{Z}", H, "fail"),
     ("ptr-domain", "203.0.113.5", f"u@ptrdom.{Z}", H, "pass"),
+    ("ptr-refused", "198.18.0.1", f"u@ptr.{Z}", H, "temperror"),
     ("macro-i", "192.0.2.50", f"u@m-i.{Z}", H, "pass"),
     ("macro-i-miss", "192.0.2.51", f"u@m-i.{Z}", H, "fail"),
     ("macro-ir-v", "192.0.2.50", f"u@m-ir.{Z}", H, "pass"),

@@ -565,11 +565,18 @@ static void test_check_ptr(void **state)
          TAMIS_NET_OK,
          {"v6.p.com"}},
         {"v6.p.com", TAMIS_NET_AAAA, TAMIS_NET_OK, {"2001:db8::1"}},
+        {"9.2.0.192.in-addr.arpa", TAMIS_NET_PTR, TAMIS_NET_SERVFAIL, {NULL}},
+        {"8.2.0.192.in-addr.arpa", TAMIS_NET_PTR, TAMIS_NET_OK, {"mail.p.com", "slow.p.com"}},
+        {"slow.p.com", TAMIS_NET_A, TAMIS_NET_TIMEOUT, {NULL}},
     };
     assert_int_equal(RUN(t, "192.0.2.3", "x@p.com"), TAMIS_AUTH_PASS);
     assert_int_equal(RUN(t, "192.0.2.4", "x@p.com"), TAMIS_AUTH_FAIL);
     assert_int_equal(RUN(t, "2001:db8::1", "x@p.com"), TAMIS_AUTH_PASS);
     assert_int_equal(RUN(t, "192.0.2.3", "x@q.com"), TAMIS_AUTH_PASS); /* %{p} = mail.q.com */
+    /* A failed PTR or address lookup is a temperror, never the -all's fail. */
+    assert_int_equal(RUN(t, "192.0.2.9", "x@p.com"), TAMIS_AUTH_TEMPERROR);
+    assert_int_equal(RUN(t, "192.0.2.8", "x@p.com"), TAMIS_AUTH_TEMPERROR);
+    assert_int_equal(RUN(t, "192.0.2.9", "x@q.com"), TAMIS_AUTH_TEMPERROR);
 }
 
 int main(void)
