@@ -358,7 +358,7 @@ int tamis__spf_parse(const char *txt, tamis_arena_t *arena, tamis__spf_record_t 
                 *slot = tamis_arena_strndup(arena, v, vl);
                 if (!*slot)
                     return TAMIS_ENOMEM;
-            } else if (tamis__spf_macro_check(v, vl, true, false) < 0) {
+            } else if (tamis__spf_macro_check(v, vl, false, false) < 0) {
                 return perr(err, errlen, "bad macro in modifier", p, n);
             }
         } else {

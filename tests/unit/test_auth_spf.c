@@ -260,9 +260,11 @@ static void test_record_parse(void **state)
         if (rc != TAMIS_EPARSE)
             fail_msg("parse(%s) = %d, want a syntax error", bad[i], rc);
     }
-    /* Unknown modifiers are ignored, even with c/r/t macros; toplabels with digits and dashes. */
-    assert_int_equal(parse(a, "v=spf1 moo=bar x-y=%{c} a:x.example-1 a:x.1a a:x.c0m -all", &r), 0);
+    /* Unknown modifiers are ignored (c, r, t are for explanations only, there too: a syntax
+     * error); toplabels with digits and dashes. */
+    assert_int_equal(parse(a, "v=spf1 moo=bar x-y=%{l} a:x.example-1 a:x.1a a:x.c0m -all", &r), 0);
     assert_int_equal(r.count, 4);
+    assert_int_equal(parse(a, "v=spf1 x-y=%{c} -all", &r), TAMIS_EPARSE);
 
     /* Bounds: term count and record length. */
     char big[TAMIS_SPF_MAX_RECORD + 64];
