@@ -997,6 +997,11 @@ tamis__spf_t *tamis__spf_start(const tamis_auth_dns_t *dns, tamis_arena_t *arena
     s->first_rc = TAMIS_EINVAL;
     s->helo = helo && *helo ? helo : "unknown";
     s->domain = domain ? domain : "";
+    size_t dl = strlen(s->domain);
+    if (dl && s->domain[dl - 1] == '.') /* "example.com." is example.com, for %{d} too */
+        s->domain = tamis_arena_strndup(arena, s->domain, dl - 1);
+    if (!s->domain)
+        return NULL;
     snprintf(s->tstr, sizeof(s->tstr), "%lld", (long long)time(NULL));
 
     /* The client: IPv4, IPv6, IPv4-mapped IPv6 as IPv4. Without a usable address (or domain, or

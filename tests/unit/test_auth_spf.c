@@ -529,22 +529,28 @@ static void test_check_include_redirect_exp(void **state)
         {"red-none.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 redirect=nothing.com"}},
         {"red-mac.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 redirect=_spf.%{d}"}},
         {"_spf.red-mac.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 ip4:192.0.2.3 -all"}},
+        {"mid.com", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 exists:%{d}.ok.test -all"}},
+        {"mid.com.ok.test", TAMIS_NET_A, TAMIS_NET_OK, {"127.0.0.2"}},
     };
     const char *exp;
     assert_int_equal(RUN(t, "192.0.2.1", "jo@top.com"), TAMIS_AUTH_PASS);
     assert_int_equal(RUN(t, "192.0.2.2", "jo@top.com"), TAMIS_AUTH_PASS);
     /* fail, softfail and neutral inside an include are no match: the default neutral. */
     assert_int_equal(RUN(t, "192.0.2.5", "jo@top.com"), TAMIS_AUTH_NEUTRAL);
-    assert_int_equal(run(t, 12, "192.0.2.3", "jo@top.com", NULL, &exp), TAMIS_AUTH_FAIL);
+    assert_int_equal(run(t, sizeof(t) / sizeof(*t), "192.0.2.3", "jo@top.com", NULL, &exp),
+                     TAMIS_AUTH_FAIL);
     assert_string_equal(exp, "192.0.2.3 may not send for top.com (jo)");
     assert_int_equal(RUN(t, "192.0.2.1", "jo@inc-none.com"), TAMIS_AUTH_PERMERROR);
     assert_int_equal(RUN(t, "192.0.2.1", "jo@inc-tmp.com"), TAMIS_AUTH_TEMPERROR);
     /* redirect: the target's result and explanation (not the redirecting record's). */
     assert_int_equal(RUN(t, "192.0.2.9", "jo@red.com"), TAMIS_AUTH_PASS);
-    assert_int_equal(run(t, 12, "192.0.2.3", "jo@red.com", NULL, &exp), TAMIS_AUTH_FAIL);
+    assert_int_equal(run(t, sizeof(t) / sizeof(*t), "192.0.2.3", "jo@red.com", NULL, &exp),
+                     TAMIS_AUTH_FAIL);
     assert_string_equal(exp, "192.0.2.3 may not send for top.com (jo)");
     assert_int_equal(RUN(t, "192.0.2.3", "jo@red-none.com"), TAMIS_AUTH_PERMERROR);
     assert_int_equal(RUN(t, "192.0.2.3", "jo@red-mac.com"), TAMIS_AUTH_PASS);
+    /* A trailing dot on the domain is dropped, for %{d} too. */
+    assert_int_equal(RUN(t, "192.0.2.3", "jo@mid.com."), TAMIS_AUTH_PASS);
     assert_int_equal(RUN(t, "192.0.2.4", "jo@red-mac.com"), TAMIS_AUTH_FAIL);
 }
 
