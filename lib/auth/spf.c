@@ -580,7 +580,9 @@ struct tamis__spf {
     const char *explanation;
     /* validated PTR names (ptr mechanism, %{p}): computed once */
     bool ptr_done;
-    int ptr_status; /* 0, TEMPERROR or PERMERROR */
+    int ptr_status;     /* 0, TEMPERROR or PERMERROR */
+    unsigned ptr_voids; /* void lookups the validation made */
+    bool p_counted;     /* %{p} has counted them once */
     const char *ptr_names[TAMIS_SPF_MAX_PTR];
     size_t ptr_count;
     /* the name whose record is being evaluated */
@@ -670,10 +672,16 @@ static bool addr_match(const tamis__spf_t *s, const tamis_net_answer_t *a, unsig
  * lookups (as pyspf and Mail::SPF count them). A DNS error or timeout is a temperror here too
  * (RFC 7208 §5.5 would skip the name; auth.h's contract, and pyspf, say a lookup that fails never
  * turns into a pass or a fail). Computed once; returns 0, TEMPERROR or PERMERROR (void limit). */
-static int validate_ptrs(tamis__spf_t *s)
+static int validate_ptrs(tamis__spf_t *s, bool recount)
 {
-    if (s->ptr_done)
+    if (s->ptr_done) {
+        /* Each ptr term (and the first %{p}) counts the validation's void lookups again, as a
+         * term that looked them up itself would. */
+        if (recount && s->ptr_status == 0 && s->ptr_voids &&
+            (s->voids += s->ptr_voids) > TAMIS_SPF_MAX_VOID)
+            return TAMIS_AUTH_PERMERROR;
         return s->ptr_status;
+    }
     s->ptr_done = true;
     char rev[80], name[100];
     if (tamis_net_reverse_ip(s->cstr, rev, sizeof(rev)) < 0)
@@ -681,8 +689,10 @@ static int validate_ptrs(tamis__spf_t *s)
     snprintf(name, sizeof(name), "%s.%s.arpa", rev, s->v6 ? "ip6" : "in-addr");
     const tamis_net_answer_t *a;
     lk_t k = lookup(s, name, TAMIS_NET_PTR, &a);
-    if (k == LK_VOID)
+    if (k == LK_VOID) {
+        s->ptr_voids = 1;
         return s->ptr_status = void_lookup(s) == T_NOMATCH ? 0 : (int)TAMIS_AUTH_PERMERROR;
+    }
     if (k != LK_OK)
         return s->ptr_status = TAMIS_AUTH_TEMPERROR;
     size_t n = a->count < TAMIS_SPF_MAX_PTR ? a->count : TAMIS_SPF_MAX_PTR;
@@ -694,6 +704,7 @@ static int validate_ptrs(tamis__spf_t *s)
         const tamis_net_answer_t *b;
         lk_t kb = q_wait(s, rcs[i], slots[i], &b);
         if (kb == LK_VOID) {
+            s->ptr_voids++;
             if (void_lookup(s) != T_NOMATCH)
                 return s->ptr_status = TAMIS_AUTH_PERMERROR;
         } else if (kb == LK_ERR) {
@@ -723,7 +734,8 @@ static int fill_macros(tamis__spf_t *s, const char *spec, tamis__spf_macros_t *m
         s->helo,   s->cstr,  "unknown",  s->tstr};
     if (!strstr(spec, "%{p") && !strstr(spec, "%{P"))
         return 0;
-    int rc = validate_ptrs(s);
+    int rc = validate_ptrs(s, !s->p_counted);
+    s->p_counted = true;
     if (rc != 0)
         return rc;
     m->p = s->ptr_count ? s->ptr_names[0] : "unknown";
@@ -860,6 +872,9 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
             rcs[i] = a->strs[i][0]
                          ? q_start(s, a->strs[i], s->v6 ? TAMIS_NET_AAAA : TAMIS_NET_A, &slots[i])
                          : 1; /* null MX "." (RFC 7505): nothing to look up */
+        /* Every answer is read, even after a match (as pyspf does): a failed or void lookup
+         * among them counts the same whichever exchange matches. */
+        bool match = false;
         for (size_t i = 0; i < a->count; i++) {
             if (rcs[i] == 1)
                 continue;
@@ -872,14 +887,13 @@ static int eval_term(tamis__spf_t *s, const tamis__spf_term_t *t, unsigned depth
             case LK_ERR:
                 return TAMIS_AUTH_TEMPERROR;
             default:
-                if (addr_match(s, b, t->cidr4, t->cidr6))
-                    return T_MATCH;
+                match = match || addr_match(s, b, t->cidr4, t->cidr6);
             }
         }
-        return T_NOMATCH;
+        return match ? T_MATCH : T_NOMATCH;
     }
     case TAMIS__SPF_PTR:
-        if ((rc = validate_ptrs(s)) != 0)
+        if ((rc = validate_ptrs(s, true)) != 0)
             return rc;
         for (size_t i = 0; i < s->ptr_count; i++)
             if (domain_within(s->ptr_names[i], name))
@@ -924,6 +938,19 @@ static tamis_auth_status_t check_host(tamis__spf_t *s, const char *domain, unsig
         return TAMIS_AUTH_PERMERROR;
     const char *saved = s->cur;
     s->cur = domain;
+    /* A record that includes its own domain can only loop: refused up front, as pyspf does, even
+     * when a term before it would match (%{p} specs are left to the lookup limit: expanding them
+     * costs lookups). */
+    for (size_t i = 0; i < rec.count; i++) {
+        char name[TAMIS_SPF_MAX_EXPAND + 1];
+        const char *spec = rec.terms[i].spec;
+        if (rec.terms[i].mech != TAMIS__SPF_INCLUDE || strstr(spec, "%{p") || strstr(spec, "%{P"))
+            continue;
+        if (expand_domain(s, spec, name) == 0 && strcasecmp(name, domain) == 0) {
+            s->cur = saved;
+            return TAMIS_AUTH_PERMERROR;
+        }
+    }
     tamis_auth_status_t result = TAMIS_AUTH_NEUTRAL; /* §4.7: no match, no redirect */
     bool matched = false;
     for (size_t i = 0; i < rec.count; i++) {

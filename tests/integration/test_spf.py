@@ -58,7 +58,7 @@ RECORDS = [
     f'mx2.{Z}. AAAA 2001:db8:2::2',
     f'mxcidr.{Z}. TXT "v=spf1 mx:mx.{Z}/30 -all"',
     f'mx11.{Z}. TXT "v=spf1 mx ip4:192.0.2.0/24 -all"',
-] + [f'mx11.{Z}. MX {i} mx1.{Z}.' if i == 1 else f'mx11.{Z}. MX {i} m{i}.{Z}.' for i in range(1, 12)] + [
+] + [f'mx11.{Z}. MX {i} {"mx1" if i == 1 else f"m{i}"}.{Z}.' for i in range(1, 12)] + [
     # ptr (and the %{p} macro below)
     f'ptr.{Z}. TXT "v=spf1 ptr -all"',
     f'ptrdom.{Z}. TXT "v=spf1 ptr:ptr.{Z} -all"',
@@ -116,6 +116,7 @@ RECORDS = [
     f'loop1.{Z}. TXT "v=spf1 include:loop2.{Z} -all"',
     f'loop2.{Z}. TXT "v=spf1 include:loop1.{Z} -all"',
     f'rloop.{Z}. TXT "v=spf1 redirect=rloop.{Z}"',
+    f'selfinc.{Z}. TXT "v=spf1 ip4:192.0.2.0/24 include:selfinc.{Z} -all"',
     # syntax errors, record selection
     f'syn-ip.{Z}. TXT "v=spf1 ip4:192.0.2.300 +all"',
     f'syn-mech.{Z}. TXT "v=spf1 ip4:192.0.2.0/24 moo +all"',
@@ -210,6 +211,7 @@ CASES = [
     ("void-3", "192.0.2.99", f"u@void3.{Z}", H, "permerror"),
     ("include-loop", "192.0.2.1", f"u@loop1.{Z}", H, "permerror"),
     ("redirect-loop", "192.0.2.1", f"u@rloop.{Z}", H, "permerror"),
+    ("include-self-unreached", "192.0.2.1", f"u@selfinc.{Z}", H, "permerror"),
     ("syntax-ip", "192.0.2.1", f"u@syn-ip.{Z}", H, "permerror"),
     ("syntax-mech", "192.0.2.1", f"u@syn-mech.{Z}", H, "permerror"),
     ("syntax-cidr", "192.0.2.1", f"u@syn-cidr.{Z}", H, "permerror"),

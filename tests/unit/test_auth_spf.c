@@ -470,11 +470,15 @@ static void test_check_limits(void **state)
         {"a.loop", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 include:b.loop -all"}},
         {"b.loop", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 include:a.loop -all"}},
         {"r.loop", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 redirect=r.loop"}},
+        {"self.loop", TAMIS_NET_TXT, TAMIS_NET_OK, {"v=spf1 +all include:%{d}"}},
     };
-    assert_int_equal(run(loop, 3, "192.0.2.1", "x@a.loop", &f, NULL), TAMIS_AUTH_PERMERROR);
+    assert_int_equal(run(loop, 4, "192.0.2.1", "x@a.loop", &f, NULL), TAMIS_AUTH_PERMERROR);
     assert_true(f.started <= 12);
-    assert_int_equal(run(loop, 3, "192.0.2.1", "x@r.loop", &f, NULL), TAMIS_AUTH_PERMERROR);
+    assert_int_equal(run(loop, 4, "192.0.2.1", "x@r.loop", &f, NULL), TAMIS_AUTH_PERMERROR);
     assert_true(f.started <= 12);
+    /* Including itself is refused before any term is evaluated (one lookup: the record). */
+    assert_int_equal(run(loop, 4, "192.0.2.1", "x@self.loop", &f, NULL), TAMIS_AUTH_PERMERROR);
+    assert_int_equal(f.started, 1);
 
     /* More than 10 MX names: permerror; all address lookups start before the first wait. */
     static const fake_rr_t mx[] = {
