@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for lib/net's answer handling: the input's first byte picks the record type
- * (A, NS, TXT), the rest is a raw DNS response fed to tamis_net_answer_parse, as c-ares hands it
+ * (A, NS, TXT, PTR, MX, AAAA), the rest is a raw DNS response fed to tamis_net_answer_parse, as c-ares hands it
  * to the resolver. Every A answer then goes through the blocked-code classification and the
  * sub-test matcher for the big lists' zones; the tail of the input also serves as a sub-test.
  * Checks the invariants callers rely on: records only in OK answers, bounded counts and strings,
@@ -19,8 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    static const tamis_net_type_t types[] = {TAMIS_NET_A, TAMIS_NET_NS, TAMIS_NET_TXT};
-    tamis_net_type_t type = types[data[0] % 3];
+    static const tamis_net_type_t types[] = {TAMIS_NET_A,   TAMIS_NET_NS, TAMIS_NET_TXT,
+                                             TAMIS_NET_PTR, TAMIS_NET_MX, TAMIS_NET_AAAA};
+    tamis_net_type_t type = types[data[0] % (sizeof(types) / sizeof(*types))];
     const tamis_net_answer_t *a = NULL;
     int rc = tamis_net_answer_parse(data + 1, size - 1, type, &a);
 
@@ -40,6 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (a->status != TAMIS_NET_OK && a->count != 0)
         abort();
+    /* Exactly the array of the answer's type is set, and only when there are records. */
+    if ((a->addrs != NULL) != (type == TAMIS_NET_A && a->count) ||
+        (a->addrs6 != NULL) != (type == TAMIS_NET_AAAA && a->count) ||
+        (a->strs != NULL) != (type != TAMIS_NET_A && type != TAMIS_NET_AAAA && a->count))
+        abort();
     for (size_t i = 0; i < a->count; i++) {
         if (type == TAMIS_NET_A) {
             uint32_t r = a->addrs[i];
@@ -52,6 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
                 (void)tamis_net_subtest_match(&t, r);
             }
+        } else if (type == TAMIS_NET_AAAA) {
+            volatile uint8_t sum = 0;
+            for (size_t k = 0; k < 16; k++)
+                sum ^= a->addrs6[i][k]; /* ASan checks the whole address is inside the answer */
+            (void)sum;
         } else {
             size_t l = strlen(a->strs[i]);
             if (l > (type == TAMIS_NET_TXT ? TAMIS_NET_MAX_TXT : 255))

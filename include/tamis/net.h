@@ -33,11 +33,15 @@
 /* ---- answers ----------------------------------------------------------------------------------
  */
 
-/* Record types (DNS type numbers). AAAA is not needed by the network tests. */
+/* Record types (DNS type numbers): A, NS and TXT for the network tests, and what SPF needs
+ * besides (PTR, MX, AAAA). */
 typedef enum {
     TAMIS_NET_A = 1,
     TAMIS_NET_NS = 2,
+    TAMIS_NET_PTR = 12,
+    TAMIS_NET_MX = 15,
     TAMIS_NET_TXT = 16,
+    TAMIS_NET_AAAA = 28,
 } tamis_net_type_t;
 
 /* The outcome of a query. Only OK answers can carry records; OK with count 0 is NODATA. */
@@ -66,8 +70,12 @@ typedef struct {
     /* A: IPv4 addresses in host byte order (127.0.0.2 == 0x7f000002); NULL for other types. */
     const uint32_t *addrs;
     /* TXT: each record's character-strings joined (as SpamAssassin does), NUL bytes replaced by
-     * '?'; NS: host names, lower case, no trailing dot. NULL for A. */
+     * '?'; NS, PTR: host names; MX: exchange names in order of preference (lowest first, the
+     * answer's order among equals; the preference itself is dropped; "" for a null MX "."). Names
+     * are lower case, without trailing dot, unprintable bytes as '?'. NULL for A and AAAA. */
     const char *const *strs;
+    /* AAAA: IPv6 addresses in network byte order (as in the packet); NULL for other types. */
+    const uint8_t (*addrs6)[16];
 } tamis_net_answer_t;
 
 /* Reference counting (atomic: answers may cross threads). unref of NULL is a no-op. */

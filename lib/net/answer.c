@@ -75,19 +75,40 @@ static answer_t *answer_alloc(size_t extra)
     return x;
 }
 
+bool tamis__net_type_ok(tamis_net_type_t type)
+{
+    switch (type) {
+    case TAMIS_NET_A:
+    case TAMIS_NET_NS:
+    case TAMIS_NET_PTR:
+    case TAMIS_NET_MX:
+    case TAMIS_NET_TXT:
+    case TAMIS_NET_AAAA:
+        return true;
+    }
+    return false;
+}
+
 /* Out-of-memory stand-ins: never freed (their count starts far from zero), shared read-only. */
-static answer_t oom_answers[3] = {
-    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_A, 0, 0, NULL, NULL}},
-    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_NS, 0, 0, NULL, NULL}},
-    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_TXT, 0, 0, NULL, NULL}},
+static answer_t oom_answers[] = {
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_A, 0, 0, NULL, NULL, NULL}},
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_NS, 0, 0, NULL, NULL, NULL}},
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_PTR, 0, 0, NULL, NULL, NULL}},
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_MX, 0, 0, NULL, NULL, NULL}},
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_TXT, 0, 0, NULL, NULL, NULL}},
+    {1u << 30, {TAMIS_NET_ERROR, TAMIS_NET_AAAA, 0, 0, NULL, NULL, NULL}},
 };
 
 const tamis_net_answer_t *tamis__net_answer_status(tamis_net_type_t type, tamis_net_status_t status,
                                                    uint32_t ttl)
 {
     answer_t *x = answer_alloc(0);
-    if (!x)
-        return &oom_answers[type == TAMIS_NET_A ? 0 : type == TAMIS_NET_NS ? 1 : 2].pub;
+    if (!x) {
+        for (size_t i = 0; i < sizeof(oom_answers) / sizeof(*oom_answers); i++)
+            if (oom_answers[i].pub.type == type)
+                return &oom_answers[i].pub;
+        return &oom_answers[0].pub;
+    }
     x->pub.type = type;
     x->pub.status = status;
     x->pub.ttl = ttl;
@@ -217,7 +238,8 @@ static int txt_len(const uint8_t *p, size_t rdlen, size_t *out)
 }
 
 typedef struct {
-    size_t off, len; /* rdata */
+    size_t off, len; /* rdata; for MX, past the preference */
+    uint16_t pref;   /* MX preference */
 } rec_t;
 
 int tamis_net_answer_parse(const uint8_t *buf, size_t len, tamis_net_type_t type,
@@ -226,7 +248,7 @@ int tamis_net_answer_parse(const uint8_t *buf, size_t len, tamis_net_type_t type
     if (!out || (!buf && len))
         return TAMIS_EINVAL;
     *out = NULL;
-    if (type != TAMIS_NET_A && type != TAMIS_NET_NS && type != TAMIS_NET_TXT)
+    if (!tamis__net_type_ok(type))
         return TAMIS_EINVAL;
     msg_t m = {buf, len};
     if (len < 12)
@@ -264,23 +286,39 @@ int tamis_net_answer_parse(const uint8_t *buf, size_t len, tamis_net_type_t type
         if (status == TAMIS_NET_OK && rtype == type && rclass == 1 &&
             nrec < TAMIS_NET_MAX_RECORDS) {
             size_t need = 0;
+            size_t roff = off, rlen = rdlen;
+            uint16_t pref = 0;
             if (type == TAMIS_NET_A) {
                 if (rdlen != 4)
                     return TAMIS_EPARSE;
                 need = sizeof(uint32_t);
+            } else if (type == TAMIS_NET_AAAA) {
+                if (rdlen != 16)
+                    return TAMIS_EPARSE;
+                need = 16;
             } else if (type == TAMIS_NET_TXT) {
                 size_t l;
                 if (txt_len(buf + off, rdlen, &l) < 0)
                     return TAMIS_EPARSE;
                 need = sizeof(char *) + l + 1;
             } else {
-                size_t l, o2 = off;
-                if (read_name(&m, off, name, &l) < 0 || skip_name(&m, &o2) < 0 || o2 > off + rdlen)
+                /* NS, PTR: a name; MX: a 16-bit preference, then a name. */
+                if (type == TAMIS_NET_MX) {
+                    if (rdlen < 3)
+                        return TAMIS_EPARSE;
+                    pref = get16(buf + off);
+                    roff += 2;
+                    rlen -= 2;
+                }
+                size_t l, o2 = roff;
+                if (read_name(&m, roff, name, &l) < 0 || skip_name(&m, &o2) < 0 ||
+                    o2 > roff + rlen)
                     return TAMIS_EPARSE;
                 need = sizeof(char *) + l + 1;
             }
-            recs[nrec].off = off;
-            recs[nrec].len = rdlen;
+            recs[nrec].off = roff;
+            recs[nrec].len = rlen;
+            recs[nrec].pref = pref;
             nrec++;
             extra += need;
             if (rttl < ttl)
@@ -324,12 +362,27 @@ int tamis_net_answer_parse(const uint8_t *buf, size_t len, tamis_net_type_t type
     x->pub.type = type;
     x->pub.ttl = ttl;
     x->pub.count = nrec;
+    /* MX exchanges in order of preference (stable: equal preferences keep the answer's order). */
+    if (type == TAMIS_NET_MX) {
+        for (size_t i = 1; i < nrec; i++) {
+            rec_t r = recs[i];
+            size_t j = i;
+            for (; j > 0 && recs[j - 1].pref > r.pref; j--)
+                recs[j] = recs[j - 1];
+            recs[j] = r;
+        }
+    }
     /* Pass 2: fill the block; pass 1 validated every record, so nothing fails here. */
     if (type == TAMIS_NET_A) {
         uint32_t *addrs = (uint32_t *)x->data;
         for (size_t i = 0; i < nrec; i++)
             addrs[i] = get32(buf + recs[i].off);
         x->pub.addrs = nrec ? addrs : NULL;
+    } else if (type == TAMIS_NET_AAAA) {
+        uint8_t(*addrs6)[16] = (uint8_t(*)[16])x->data;
+        for (size_t i = 0; i < nrec; i++)
+            memcpy(addrs6[i], buf + recs[i].off, 16);
+        x->pub.addrs6 = nrec ? (const uint8_t(*)[16])addrs6 : NULL;
     } else {
         char **strs = (char **)x->data;
         char *p = (char *)(strs + nrec);

@@ -12,6 +12,9 @@
 const tamis_net_answer_t *tamis__net_answer_status(tamis_net_type_t type, tamis_net_status_t status,
                                                    uint32_t ttl);
 
+/* Whether the resolver and the parser know record type `type`. */
+bool tamis__net_type_ok(tamis_net_type_t type);
+
 /* Validates a query name and writes its canonical form (lower case, no trailing dot) to out
  * (>= 256 bytes). Returns 0 or TAMIS_EINVAL. */
 int tamis__net_name_canon(const char *name, char *out, size_t outlen);

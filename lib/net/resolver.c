@@ -587,7 +587,7 @@ int tamis_net_query(tamis_net_t *n, const char *name, tamis_net_type_t type, tam
         *handle = NULL;
     if (!n || !cb || n->closing)
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "dns: resolver closed or no callback");
-    if (type != TAMIS_NET_A && type != TAMIS_NET_NS && type != TAMIS_NET_TXT)
+    if (!tamis__net_type_ok(type))
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "dns: unsupported type %d", (int)type);
     if (tamis__net_name_canon(name, canon, sizeof(canon)) < 0)
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "dns: invalid name");
@@ -795,7 +795,7 @@ int tamis_net_batch_add(tamis_net_batch_t *b, const char *name, tamis_net_type_t
                         size_t *index)
 {
     char canon[256];
-    if (!b || (type != TAMIS_NET_A && type != TAMIS_NET_NS && type != TAMIS_NET_TXT) ||
+    if (!b || !tamis__net_type_ok(type) ||
         tamis__net_name_canon(name, canon, sizeof(canon)) < 0)
         return TAMIS_EINVAL;
     op_t *op = calloc(1, sizeof(*op));

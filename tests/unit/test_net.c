@@ -312,12 +312,124 @@ static void test_parse(void **state)
     tamis_net_answer_unref(NULL);
 }
 
+/* A resource record of type t owned by the question name (pointer 0xc00c), rdata raw. */
+static void rr(pkt_t *p, unsigned t, uint32_t ttl, const void *rdata, size_t n)
+{
+    put16(p, 0xc00c);
+    put16(p, t);
+    put16(p, 1);
+    put32(p, ttl);
+    put16(p, (unsigned)n);
+    put(p, rdata, n);
+}
+
+static void question(pkt_t *p, unsigned rcode, unsigned an, const char *name, unsigned t)
+{
+    header(p, rcode, an, 0);
+    putname(p, name);
+    put16(p, t);
+    put16(p, 1);
+}
+
+static void test_parse_spf_types(void **state)
+{
+    (void)state;
+    pkt_t p;
+    const tamis_net_answer_t *a;
+
+    /* AAAA: two addresses in network byte order; an A record in the answer is not taken. */
+    static const uint8_t v6a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t v6b[16] = {0xfe, 0x80, [15] = 0x42};
+    question(&p, 0, 3, "mail.example.com", 28);
+    rr(&p, 28, 600, v6a, 16);
+    rr(&p, 1, 10, "\x7f\x00\x00\x01", 4);
+    rr(&p, 28, 300, v6b, 16);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_AAAA, &a), 0);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_int_equal(a->type, TAMIS_NET_AAAA);
+    assert_int_equal(a->count, 2);
+    assert_int_equal(a->ttl, 300);
+    assert_null(a->addrs);
+    assert_null(a->strs);
+    assert_memory_equal(a->addrs6[0], v6a, 16);
+    assert_memory_equal(a->addrs6[1], v6b, 16);
+    tamis_net_answer_unref(a);
+    for (size_t cut = 0; cut < p.n; cut++)
+        assert_int_equal(tamis_net_answer_parse(p.b, cut, TAMIS_NET_AAAA, &a), TAMIS_EPARSE);
+    /* An AAAA rdata that is not 16 bytes is malformed. */
+    question(&p, 0, 1, "x.example", 28);
+    rr(&p, 28, 60, v6a, 15);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_AAAA, &a), TAMIS_EPARSE);
+    /* NODATA: OK without records. */
+    question(&p, 0, 0, "x.example", 28);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_AAAA, &a), 0);
+    assert_int_equal(a->count, 0);
+    assert_null(a->addrs6);
+    tamis_net_answer_unref(a);
+
+    /* MX: sorted by preference (stable), names lower case, compression inside rdata; a null MX
+     * (RFC 7505) is the empty name. */
+    question(&p, 0, 4, "example.com", 15);
+    rr(&p, 15, 3600, "\x00\x14\x03MX2\xc0\x0c", 8);         /* 20 mx2.example.com */
+    rr(&p, 15, 3600, "\x00\x0a\x03mx1\x05other\x00", 13);   /* 10 mx1.other */
+    rr(&p, 15, 1200, "\x00\x14\x03mx3\xc0\x0c", 8);         /* 20 mx3.example.com */
+    rr(&p, 15, 3600, "\x00\x00\x00", 3);                      /* 0 . */
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), 0);
+    assert_int_equal(a->type, TAMIS_NET_MX);
+    assert_int_equal(a->count, 4);
+    assert_int_equal(a->ttl, 1200);
+    assert_null(a->addrs);
+    assert_null(a->addrs6);
+    assert_string_equal(a->strs[0], "");
+    assert_string_equal(a->strs[1], "mx1.other");
+    assert_string_equal(a->strs[2], "mx2.example.com");
+    assert_string_equal(a->strs[3], "mx3.example.com");
+    tamis_net_answer_unref(a);
+    for (size_t cut = 0; cut < p.n; cut++)
+        assert_int_equal(tamis_net_answer_parse(p.b, cut, TAMIS_NET_MX, &a), TAMIS_EPARSE);
+    /* An MX rdata too short for its preference and a name, or whose name overruns it. */
+    question(&p, 0, 1, "example.com", 15);
+    rr(&p, 15, 60, "\x00\x0a", 2);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), TAMIS_EPARSE);
+    question(&p, 0, 1, "example.com", 15);
+    rr(&p, 15, 60, "\x00\x0a\x03mx1\x00", 7); /* rdlength 7, name needs 5 + 2 = 7: fine */
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), 0);
+    assert_string_equal(a->strs[0], "mx1");
+    tamis_net_answer_unref(a);
+    question(&p, 0, 1, "example.com", 15);
+    rr(&p, 15, 60, "\x00\x0a\x03mx1\x00", 6); /* the name's root label lies past rdata */
+    put(&p, "\x00", 1);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), TAMIS_EPARSE);
+
+    /* PTR: a name, lower case, no trailing dot; other types in the answer ignored. */
+    question(&p, 0, 2, "1.2.0.192.in-addr.arpa", 12);
+    rr(&p, 5, 60, "\x01x\x00", 3); /* a CNAME */
+    rr(&p, 12, 86400, "\x04Mail\x07" "Example\x03" "com\x00", 18);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_PTR, &a), 0);
+    assert_int_equal(a->type, TAMIS_NET_PTR);
+    assert_int_equal(a->count, 1);
+    assert_int_equal(a->ttl, 86400);
+    assert_string_equal(a->strs[0], "mail.example.com");
+    tamis_net_answer_unref(a);
+    for (size_t cut = 0; cut < p.n; cut++)
+        assert_int_equal(tamis_net_answer_parse(p.b, cut, TAMIS_NET_PTR, &a), TAMIS_EPARSE);
+
+    /* NXDOMAIN for the new types carries no records; unknown types are refused. */
+    question(&p, 3, 0, "nx.example", 15);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), 0);
+    assert_int_equal(a->status, TAMIS_NET_NXDOMAIN);
+    assert_null(a->strs);
+    tamis_net_answer_unref(a);
+    assert_int_equal(tamis_net_answer_parse(p.b, p.n, (tamis_net_type_t)99, &a), TAMIS_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reverse),   cmocka_unit_test(test_zone_name),
         cmocka_unit_test(test_subtest),   cmocka_unit_test(test_classify),
         cmocka_unit_test(test_dnsbl_hit), cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_parse_spf_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

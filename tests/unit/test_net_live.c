@@ -67,6 +67,17 @@ static const char *const zone_data[] = {
     "300\"",
     "local-data: \"spammer.test. 300 IN NS NS1.Bulk-Host.test.\"",
     "local-data: \"spammer.test. 300 IN NS ns2.bulk-host.test.\"",
+    /* SPF's record types: MX (in reverse preference order), AAAA, PTR */
+    "local-zone: \"mail.test.\" static",
+    "local-data: \"mail.test. 300 IN SOA ns.mail.test. h.mail.test. 1 3600 600 86400 300\"",
+    "local-data: \"mail.test. 300 IN MX 20 MX2.Mail.test.\"",
+    "local-data: \"mail.test. 300 IN MX 10 mx1.mail.test.\"",
+    "local-data: \"mx1.mail.test. 300 IN AAAA 2001:db8::25\"",
+    "local-data: \"mx1.mail.test. 300 IN A 192.0.2.25\"",
+    "local-zone: \"2.0.192.in-addr.arpa.\" static",
+    "local-data: \"2.0.192.in-addr.arpa. 300 IN SOA ns.mail.test. h.mail.test. 1 3600 600 86400 "
+    "300\"",
+    "local-data: \"25.2.0.192.in-addr.arpa. 300 IN PTR Mx1.Mail.Test.\"",
     /* 30 names for the concurrency test */
     NULL,
 };
@@ -310,6 +321,59 @@ static void test_answers(void **state)
     assert_int_equal(st.nxdomain, 1);
     assert_int_equal(st.errors, 1);
     assert_int_equal(st.timeouts, 0);
+    rig_close(&r);
+}
+
+/* AAAA, MX and PTR through the resolver; (type, name) is the cache key. */
+static void test_spf_types(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    rig_t r;
+    rig_open(&r, 1000, 2);
+    bool cached;
+    const tamis_net_answer_t *a = resolve(&r, "mail.test", TAMIS_NET_MX, &cached);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_false(cached);
+    assert_int_equal(a->count, 2);
+    assert_string_equal(a->strs[0], "mx1.mail.test");
+    assert_string_equal(a->strs[1], "mx2.mail.test");
+    tamis_net_answer_unref(a);
+
+    a = resolve(&r, "mx1.mail.test", TAMIS_NET_AAAA, &cached);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_false(cached);
+    assert_int_equal(a->count, 1);
+    assert_null(a->addrs);
+    static const uint8_t want6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x25};
+    assert_memory_equal(a->addrs6[0], want6, 16);
+    tamis_net_answer_unref(a);
+    /* The A answer of the same name is another cache entry; the AAAA one is now cached. */
+    a = resolve(&r, "mx1.mail.test", TAMIS_NET_A, &cached);
+    assert_false(cached);
+    assert_int_equal(a->count, 1);
+    assert_int_equal(a->addrs[0], 0xc0000219);
+    tamis_net_answer_unref(a);
+    a = resolve(&r, "MX1.mail.test.", TAMIS_NET_AAAA, &cached);
+    assert_true(cached);
+    assert_int_equal(a->count, 1);
+    tamis_net_answer_unref(a);
+
+    a = resolve(&r, "25.2.0.192.in-addr.arpa", TAMIS_NET_PTR, NULL);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_int_equal(a->count, 1);
+    assert_string_equal(a->strs[0], "mx1.mail.test");
+    tamis_net_answer_unref(a);
+
+    /* NODATA (the name has an MX, no AAAA) and NXDOMAIN. */
+    a = resolve(&r, "mail.test", TAMIS_NET_AAAA, NULL);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_int_equal(a->count, 0);
+    assert_null(a->addrs6);
+    tamis_net_answer_unref(a);
+    a = resolve(&r, "26.2.0.192.in-addr.arpa", TAMIS_NET_PTR, NULL);
+    assert_int_equal(a->status, TAMIS_NET_NXDOMAIN);
+    tamis_net_answer_unref(a);
     rig_close(&r);
 }
 
@@ -597,7 +661,7 @@ int main(void)
         cmocka_unit_test(test_answers),       cmocka_unit_test(test_cache),
         cmocka_unit_test(test_merge),         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_batch_give_up), cmocka_unit_test(test_timeout),
-        cmocka_unit_test(test_bad_servers),
+        cmocka_unit_test(test_bad_servers),   cmocka_unit_test(test_spf_types),
     };
     return cmocka_run_group_tests(tests, ub_start, ub_stop);
 }
