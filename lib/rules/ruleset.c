@@ -30,17 +30,17 @@
  * | Bayes             | check_bayes (Bayes probability comes from run options)              |
  * | AutoLearnThreshold| thresholds are conf settings                                        |
  * | SPF, DKIM, DMARC  | check_for_spf_*, check_dkim_*, check_dmarc_* delegated to lib/auth  |
- * The old name "Dmarc" is not claimed: 25_dmarc.cf tests `ifplugin …::Dmarc`, which is false in
- * SpamAssassin 4.0.1 too (the plugin is DMARC), so its DMARC_* rules stay undefined in both.
+ * 25_dmarc.cf tests the old name `ifplugin …::Dmarc`; SpamAssassin's parser maps it to DMARC
+ * (Conf/Parser.pm), and so does load.c, so the stock DMARC_* rules are defined.
  * Not claimed (rules hidden): Pyzor, Razor2, DCC, SpamCop, AWL, TxRep, TextCat,
  * ImageInfo, PDFInfo, HashBL, URIDetail, URIEval, HTTPSMismatch, VBounce, WelcomeListSubject,
  * Rule2XSBody, AntiVirus, AccessDB, ASN, FromNameSpoof, Shortcircuit, DecodeShortURLs, Phishing …
  */
 static const char *const claimed_plugins[] = {
-    "Check",    "ReplaceTags", "MIMEHeader",         "HeaderEval", "BodyEval", "MIMEEval",
-    "HTMLEval", "RelayEval",   "WLBLEval",           "FreeMail",   "DNSEval",  "URIDNSBL",
-    "AskDNS",   "Bayes",       "AutoLearnThreshold", "SPF",      "DKIM",     "DMARC",
-    NULL,
+    "Check",    "ReplaceTags", "MIMEHeader", "HeaderEval", "BodyEval",
+    "MIMEEval", "HTMLEval",    "RelayEval",  "WLBLEval",   "FreeMail",
+    "DNSEval",  "URIDNSBL",    "AskDNS",     "Bayes",      "AutoLearnThreshold",
+    "SPF",      "DKIM",        "DMARC",      NULL,
 };
 
 /*

@@ -64,6 +64,10 @@ static const char *const zone_data[] = {
     "local-zone: \"ahost.com.\" static",
     "local-data: \"ahost.com. 300 IN SOA ns1.ahost.com. h.ahost.com. 1 3600 600 86400 300\"",
     "local-data: \"ahost.com. 300 IN A 198.51.100.7\"",
+    /* the HELO of message()'s untrusted relay publishes SPF: lib/auth runs in the same scans */
+    "local-zone: \"example.org.\" static",
+    "local-data: \"example.org. 300 IN SOA ns.example.org. h.example.org. 1 3600 600 86400 300\"",
+    "local-data: 'sender.example.org. 300 IN TXT \"v=spf1 ip4:198.51.100.7 -all\"'",
     NULL,
 };
 
@@ -340,8 +344,15 @@ static char *message(const char *ip, const char *body)
     return buf;
 }
 
-/* Scans text and returns the sorted, comma-joined names of the hits of net rules. */
+/* Scans text and returns the sorted, comma-joined names of the hits of net rules: the DNSBL and
+ * URIBL ones, or (want_auth) the SPF/DKIM/DMARC ones. */
 static const char *envelope_from; /* for the next net_hits */
+static bool want_auth;            /* for the next net_hits */
+
+static bool is_auth_rule(const char *name)
+{
+    return strstr(name, "SPF_") || strstr(name, "DKIM_") || strstr(name, "DMARC_");
+}
 
 static void net_hits(tamis_ruleset_t *rs, const char *text, char *out, size_t outlen,
                      tamis_scan_dns_t *dns, double *ms)
@@ -363,7 +374,8 @@ static void net_hits(tamis_ruleset_t *rs, const char *text, char *out, size_t ou
     size_t n = 0;
     for (size_t i = 0; i < tamis_scan_hit_count(s) && n < 64; i++) {
         const tamis_hit_t *h = tamis_scan_hit(s, i);
-        if (h->tflags & TAMIS_TFLAG_NET || strncmp(h->name, "T_", 2) == 0)
+        if ((h->tflags & TAMIS_TFLAG_NET || strncmp(h->name, "T_", 2) == 0) &&
+            is_auth_rule(h->name) == want_auth)
             names[n++] = h->name;
     }
     for (size_t i = 1; i < n; i++) /* insertion sort: a handful of names */
@@ -416,6 +428,21 @@ static void test_uri_ns_and_a(void **state)
     net_hits(stock, message("192.168.1.20", "See http://ahost.com/x now."), hits, sizeof hits, NULL,
              NULL);
     assert_string_equal(hits, "URIBL_SBL_A");
+}
+
+/* The scan runs SPF on the first untrusted relay's HELO through the same resolver. */
+static void test_auth_wired(void **state)
+{
+    (void)state;
+    NEED(stock);
+    char hits[512], hits2[512];
+    want_auth = true;
+    net_hits(stock, message("198.51.100.7", "Nothing to see."), hits, sizeof hits, NULL, NULL);
+    net_hits(stock, message("192.0.2.99", "Nothing to see."), hits2, sizeof hits2, NULL, NULL);
+    want_auth = false;
+    /* example.org publishes no DMARC record (NXDOMAIN under its zone): DMARC_MISSING */
+    assert_string_equal(hits, "DMARC_MISSING,SPF_HELO_PASS");
+    assert_string_equal(hits2, "DMARC_MISSING,SPF_HELO_FAIL");
 }
 
 static void test_listed_relay(void **state)
@@ -725,14 +752,15 @@ static void test_declarations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_listed_uri),        cmocka_unit_test(test_uri_ns_and_a),
-        cmocka_unit_test(test_listed_relay),      cmocka_unit_test(test_unlisted),
-        cmocka_unit_test(test_blocked),           cmocka_unit_test(test_meta),
-        cmocka_unit_test(test_skip_domain),       cmocka_unit_test(test_cap),
-        cmocka_unit_test(test_trusted_relay),     cmocka_unit_test(test_select),
-        cmocka_unit_test(test_reverse_v6),        cmocka_unit_test(test_declarations),
-        cmocka_unit_test(test_rdns_helo),         cmocka_unit_test(test_senders),
-        cmocka_unit_test(test_domain_preference), cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_listed_uri),   cmocka_unit_test(test_uri_ns_and_a),
+        cmocka_unit_test(test_listed_relay), cmocka_unit_test(test_auth_wired),
+        cmocka_unit_test(test_unlisted),     cmocka_unit_test(test_blocked),
+        cmocka_unit_test(test_meta),         cmocka_unit_test(test_skip_domain),
+        cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
+        cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
+        cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
+        cmocka_unit_test(test_senders),      cmocka_unit_test(test_domain_preference),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
