@@ -157,6 +157,7 @@ static void unescape_header_value(const char *in, tamis_buf_t *out)
 
 static int h_add_header(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     const char *name, *rest;
     size_t nl;
     int when = split_header_args(v, &name, &nl, &rest);
@@ -177,6 +178,7 @@ static int h_add_header(tamis_conf_t *c, const char *key, const char *v)
 
 static int h_remove_header(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     const char *name, *rest;
     size_t nl;
     int when = split_header_args(v, &name, &nl, &rest);
@@ -194,6 +196,7 @@ static int h_remove_header(tamis_conf_t *c, const char *key, const char *v)
 
 static int h_clear_headers(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     if (*v)
         return TAMIS_EINVAL;
     size_t j = 0;
@@ -209,6 +212,7 @@ static int h_clear_headers(tamis_conf_t *c, const char *key, const char *v)
 
 static int h_report_safe(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     if (!(v[0] >= '0' && v[0] <= '2' && v[1] == 0))
         return TAMIS_EINVAL;
     c->report_safe = v[0] - '0';
@@ -224,6 +228,7 @@ static int h_report_safe(tamis_conf_t *c, const char *key, const char *v)
 
 static int h_rewrite_header(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     const char *p = v;
     while (*p && !isspace((unsigned char)*p))
         p++;
@@ -277,28 +282,35 @@ static int report_line(tamis_conf_t *c, char **tmpl, const char *v)
 
 static int h_report(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     return report_line(c, &c->report_template, v);
 }
 
 static int h_clear_report(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
+    (void)v;
     c->report_template = cstr(c, "");
     return c->report_template ? 0 : TAMIS_ENOMEM;
 }
 
 static int h_unsafe_report(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     return report_line(c, &c->unsafe_report_template, v);
 }
 
 static int h_clear_unsafe_report(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
+    (void)v;
     c->unsafe_report_template = cstr(c, "");
     return c->unsafe_report_template ? 0 : TAMIS_ENOMEM;
 }
 
 static int h_copy_headers(tamis_conf_t *c, const char *key, const char *v)
 {
+    (void)key;
     const char *p = v;
     while (*p) {
         while (isspace((unsigned char)*p))
@@ -516,6 +528,7 @@ bool tamis_conf_cidr_match(const tamis_cidr_list_t *l, const char *ip)
 static int cidr_add_words(tamis_conf_t *c, tamis_cidr_list_t *l, const char *v, const char *file,
                           unsigned line, tamis_diag_t *diag)
 {
+    (void)c;
     const char *p = v;
     for (;;) {
         while (isspace((unsigned char)*p))
@@ -729,6 +742,9 @@ typedef struct {
  * apply_special(); these placeholders mark them in the table. */
 static int h_special(tamis_conf_t *c, const char *key, const char *value)
 {
+    (void)c;
+    (void)key;
+    (void)value;
     return 0;
 }
 

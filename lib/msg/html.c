@@ -732,6 +732,9 @@ static void on_comment(void *ud, const xmlChar *v)
 
 static void on_doctype(void *ud, const xmlChar *name, const xmlChar *eid, const xmlChar *sid)
 {
+    (void)eid;
+    (void)name;
+    (void)sid;
     html_t *h = ud;
     h->elements++;
     h->tags++;
@@ -936,7 +939,11 @@ static void html_free(html_t *h)
 }
 
 /* The library never prints: parser diagnostics are dropped. */
-static void quiet(void *ctx, const char *msg, ...) {}
+static void quiet(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
 
 static void run_parser(html_t *h, const char *doc, size_t n)
 {

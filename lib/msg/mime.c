@@ -761,6 +761,8 @@ static int walk(walk_t *w, GMimeObject *obj, unsigned depth, tamis_header_t *hdr
 
 static void on_warning(gint64 offset, GMimeParserWarning code, const gchar *item, gpointer ud)
 {
+    (void)item;
+    (void)offset;
     tamis_msg_t *m = ud;
     switch (code) {
     case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:

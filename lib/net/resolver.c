@@ -444,6 +444,7 @@ static const tamis_net_answer_t *status_answer(tamis_net_type_t type, int ares_s
 /* c-ares' completion (inside ares_process_fd, ares_send or ares_destroy): no user code here. */
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
+    (void)timeouts;
     entry_t *e = arg;
     tamis_net_t *n = e->n;
     const tamis_net_answer_t *a = NULL;
@@ -721,6 +722,7 @@ static void op_query(tamis_net_t *n, op_t *op)
 
 static void op_cancel(tamis_net_t *n, op_t *op)
 {
+    (void)n;
     tamis_net_batch_t *b = op->b;
     uv_mutex_lock(&b->mu);
     for (size_t i = 0; i < b->count; i++) {
@@ -795,8 +797,7 @@ int tamis_net_batch_add(tamis_net_batch_t *b, const char *name, tamis_net_type_t
                         size_t *index)
 {
     char canon[256];
-    if (!b || !tamis__net_type_ok(type) ||
-        tamis__net_name_canon(name, canon, sizeof(canon)) < 0)
+    if (!b || !tamis__net_type_ok(type) || tamis__net_name_canon(name, canon, sizeof(canon)) < 0)
         return TAMIS_EINVAL;
     op_t *op = calloc(1, sizeof(*op));
     if (!op)

@@ -209,16 +209,24 @@ static double html_title_subject_ratio(tamis_eval_ctx_t *ctx, const char *const 
  * tamis_conf_t has no ok_locales setting yet. */
 static double html_charset_faraway(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)ctx;
+    (void)n;
     return 0;
 }
 
 static double check_for_faraway_charset(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)ctx;
+    (void)n;
     return 0;
 }
 
 static double check_iframe_src(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     for (size_t i = 0; i < tamis_msg_uri_count(ctx->msg); i++) {
         const tamis_uri_t *u = tamis_msg_uri_at(ctx->msg, i);
         if (u && u->html_tag && strcmp(u->html_tag, "iframe") == 0)
@@ -235,6 +243,8 @@ RE(re_https, "https:", RE_CASELESS);
 
 static double check_https_ip_mismatch(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     for (size_t i = 0; i < tamis_msg_uri_count(ctx->msg); i++) {
         const tamis_uri_t *u = tamis_msg_uri_at(ctx->msg, i);
         if (!u || !(u->flags & TAMIS_URI_FROM_HTML) || !u->anchor || !re_match(&re_ip_uri, u->raw))
@@ -300,6 +310,8 @@ static double check_https_http_mismatch(tamis_eval_ctx_t *ctx, const char *const
 
 static double check_uri_truncated(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     for (size_t i = 0; i < tamis_msg_uri_count(ctx->msg); i++) {
         const tamis_uri_t *u = tamis_msg_uri_at(ctx->msg, i);
         if (u && (u->flags & TAMIS_URI_TRUNCATED))
@@ -378,6 +390,8 @@ RE(re_ct_html, "^text/html", RE_CASELESS);
 
 static double check_for_mime_html(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     if (re_match(&re_ct_html, tamis__evx_get(ctx, "Content-Type")))
         return 1;
     double v;
@@ -386,6 +400,8 @@ static double check_for_mime_html(tamis_eval_ctx_t *ctx, const char *const *a, s
 
 static double check_for_mime_html_only(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     if (re_match(&re_ct_html, tamis__evx_get(ctx, "Content-Type")))
         return 1;
     double h, t;
@@ -443,6 +459,8 @@ static bool plain_unencoded(const tamis_part_t *p)
  * bare CR counts. Base64/QP raw lines are ASCII by construction. */
 static double check_for_ascii_text_illegal(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     for (size_t i = 0; i < tamis_msg_part_count(ctx->msg); i++) {
         const tamis_part_t *p = tamis_msg_part_at(ctx->msg, i);
         if (!plain_unencoded(p) || (*p->charset && strcmp(p->charset, "us-ascii") != 0))
@@ -590,6 +608,8 @@ static double check_for_uppercase(tamis_eval_ctx_t *ctx, const char *const *a, s
 
 static double check_ma_non_text(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     size_t np = tamis_msg_part_count(ctx->msg);
     for (size_t i = 0; i < np; i++) {
         const tamis_part_t *ma = tamis_msg_part_at(ctx->msg, i);
@@ -685,6 +705,7 @@ static void raw_lines(const char *p, const char *end, bool child, raw_line_fn fn
 
 static void max_line(void *st, const char *line, size_t len, bool nl)
 {
+    (void)line;
     size_t *best = st, l = len + nl;
     *best = l > *best ? l : *best;
 }

@@ -513,6 +513,8 @@ RE(re_aol_id, "ESMTP id (?:RELAY|MAILRELAY|MAILIN)", 0);
 static double check_for_fake_aol_relay_in_rcvd(tamis_eval_ctx_t *ctx, const char *const *a,
                                                size_t n)
 {
+    (void)a;
+    (void)n;
     const char *r = rcvd_flat(ctx, "Received");
     if (!re_match(&re_aol_rly, r))
         return 0;
@@ -541,6 +543,8 @@ static bool gated_through(tamis_eval_ctx_t *ctx)
 static double gated_through_received_hdr_remover(tamis_eval_ctx_t *ctx, const char *const *a,
                                                  size_t n)
 {
+    (void)a;
+    (void)n;
     return gated_through(ctx);
 }
 
@@ -636,17 +640,23 @@ static int hotmail_state(tamis_eval_ctx_t *ctx)
 static double check_for_forged_hotmail_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                         size_t n)
 {
+    (void)a;
+    (void)n;
     return hotmail_state(ctx) == 1;
 }
 
 static double check_for_no_hotmail_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                     size_t n)
 {
+    (void)a;
+    (void)n;
     return hotmail_state(ctx) == 2;
 }
 
 static double check_for_msn_groups_headers(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return msn_groups(ctx);
 }
 
@@ -656,6 +666,8 @@ RE(re_eudora_rcvd, "by \\S*whowhere.com\\;", 0);
 static double check_for_forged_eudoramail_received_headers(tamis_eval_ctx_t *ctx,
                                                            const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     if (!re_match(&re_eudora_from, tamis__evx_get(ctx, "From:addr")))
         return 0;
     const char *rcvd = rcvd_flat(ctx, "Received");
@@ -683,6 +695,8 @@ RE(re_yh_6,
 static double check_for_forged_yahoo_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                       size_t n)
 {
+    (void)a;
+    (void)n;
     const char *from = tamis__evx_get(ctx, "From:addr");
     if (!re_match(&re_yh_from, from))
         return 0;
@@ -716,6 +730,8 @@ RE(re_juno_6, "^Webmail Version \\d", 0);
 static double check_for_forged_juno_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                      size_t n)
 {
+    (void)a;
+    (void)n;
     if (!re_match(&re_juno_from, tamis__evx_get(ctx, "From:addr")))
         return 0;
     if (gated_through(ctx))
@@ -748,6 +764,8 @@ RE(re_gm_3, "by smtp\\.googlemail\\.com with ESMTPSA id \\S+", 0);
 static double check_for_forged_gmail_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                       size_t n)
 {
+    (void)a;
+    (void)n;
     if (!re_match(&re_gm_from, tamis__evx_get(ctx, "From:addr")))
         return 0;
     const char *xgms = tamis__evx_get(ctx, "X-Gm-Message-State");
@@ -767,6 +785,8 @@ RE(re_gw05,
 static double check_for_forged_gw05_received_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                      size_t n)
 {
+    (void)a;
+    (void)n;
     const char *r = tamis__evx_get(ctx, "Received");
     size_t ov[6];
     if (!re_find(&re_gw05, r, ov, 6))
@@ -779,6 +799,8 @@ static double check_for_forged_gw05_received_headers(tamis_eval_ctx_t *ctx, cons
 static double check_for_matching_env_and_hdr_from(tamis_eval_ctx_t *ctx, const char *const *a,
                                                   size_t n)
 {
+    (void)a;
+    (void)n;
     return strcasecmp(tamis__evx_get(ctx, "EnvelopeFrom:addr"), tamis__evx_get(ctx, "From:addr")) ==
            0;
 }
@@ -852,6 +874,8 @@ done:
 
 static double sorted_recipients(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     double s, sim;
     recipients(ctx, &s, &sim);
     return s;
@@ -867,6 +891,8 @@ static double similar_recipients(tamis_eval_ctx_t *ctx, const char *const *a, si
 
 static double check_for_missing_to_header(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *to = tamis__evx_get(ctx, "To");
     if (!*to)
         to = tamis__evx_get(ctx, "Apparently-To");
@@ -881,6 +907,8 @@ RE(re_caps_charset,
 
 static double subject_is_all_caps(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *s = tamis__evx_get(ctx, "Subject");
     while (isspace((unsigned char)*s))
         s++;
@@ -964,6 +992,8 @@ RE(re_last_rcvd_date, "(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+).*?$", 0);
 
 static double check_outlook_message_id(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *id = tamis__evx_get(ctx, "MESSAGEID");
     size_t ov[4];
     if (!re_find(&re_outlook_mid, id, ov, 4))
@@ -1002,6 +1032,8 @@ RE(re_iplanet, "iPlanet Messaging Server", 0);
 
 static double check_messageid_not_usable(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     if (re_match(&re_unsub, tamis__evx_get(ctx, "List-Unsubscribe")))
         return 1;
     if (gated_through(ctx))
@@ -1040,6 +1072,8 @@ RE(re_template_ok,
 
 static double check_unresolved_template(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char **lines;
     size_t k = get_list(ctx, "ALL", &lines);
     for (size_t i = 0; i < k; i++)
@@ -1052,6 +1086,8 @@ RE(re_ratware_mid, "<[A-Z]{28}\\.([^>]+?)>", 0);
 
 static double check_ratware_name_id(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *mid = tamis__evx_get(ctx, "MESSAGEID");
     size_t ov[4];
     if (!re_find(&re_ratware_mid, mid, ov, 4))
@@ -1071,6 +1107,8 @@ RE(re_srs, "^SRS\\d[=+-]", PCRE2_CASELESS);
 
 static double check_ratware_envelope_from(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *to = tamis__evx_get(ctx, "To:addr");
     const char *from = tamis__evx_get(ctx, "EnvelopeFrom:addr");
     if (!*from || !*to || re_match(&re_srs, from))
@@ -1117,6 +1155,8 @@ static void two_label_domain(const char *addr, char *out, size_t cap)
 
 static double check_equal_from_domains(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     char fd[256], ed[256];
     two_label_domain(tamis__evx_get(ctx, "From:addr"), fd, sizeof fd);
     if (!*fd)
@@ -1204,11 +1244,17 @@ static double check_illegal_chars(tamis_eval_ctx_t *ctx, const char *const *a, s
 static double check_for_faraway_charset_in_headers(tamis_eval_ctx_t *ctx, const char *const *a,
                                                    size_t n)
 {
+    (void)a;
+    (void)ctx;
+    (void)n;
     return 0;
 }
 
 static double check_for_unique_subject_id(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)ctx;
+    (void)n;
     return 0;
 }
 
@@ -1355,6 +1401,8 @@ static bool addrs_in_list(const addrs_t *x, const tamis_addr_list_t *l)
 #define LIST_EVAL(fname, addrs, field)                                                             \
     static double fname(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)                     \
     {                                                                                              \
+        (void)a;                                                                                   \
+        (void)n;                                                                                   \
         return ctx->conf && addrs_in_list(addrs(ctx), &ctx->conf->field);                          \
     }
 
@@ -1505,23 +1553,31 @@ static int from_in_wl(tamis_eval_ctx_t *ctx, bool def)
 
 static double check_from_in_welcomelist(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return from_in_wl(ctx, false) > 0;
 }
 
 static double check_from_in_default_welcomelist(tamis_eval_ctx_t *ctx, const char *const *a,
                                                 size_t n)
 {
+    (void)a;
+    (void)n;
     return from_in_wl(ctx, true) > 0;
 }
 
 static double check_forged_in_welcomelist(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return from_in_wl(ctx, false) < 0 && from_in_wl(ctx, true) == 0;
 }
 
 static double check_forged_in_default_welcomelist(tamis_eval_ctx_t *ctx, const char *const *a,
                                                   size_t n)
 {
+    (void)a;
+    (void)n;
     return from_in_wl(ctx, true) < 0 && from_in_wl(ctx, false) == 0;
 }
 
@@ -1591,11 +1647,15 @@ static double check_uri_host_listed(tamis_eval_ctx_t *ctx, const char *const *a,
 
 static double check_uri_host_in_blocklist(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return uri_listed_by_name(ctx, "BLOCK");
 }
 
 static double check_uri_host_in_welcomelist(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return uri_listed_by_name(ctx, "WELCOME");
 }
 
@@ -1617,6 +1677,8 @@ RE(re_addr_domain, "\\@([^\\@]+\\.[^\\@]+)\\z", 0);
  * untrusted relay (or of any trusted relay when all are trusted). */
 static double check_mailfrom_matches_rcvd(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const char *sender = tamis__evx_get(ctx, "EnvelopeFrom:addr");
     size_t ov[4];
     if (!*sender || !re_find(&re_addr_domain, sender, ov, 4))

@@ -79,18 +79,24 @@ static bool is_private_v4(const char *ip)
 
 static double check_all_trusted(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     return r && r->trusted_count > 0 && n_untrusted(r) == 0 && !r->unparseable;
 }
 
 static double check_no_relays(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     return !r || (r->count == 0 && !r->unparseable);
 }
 
 static double check_relays_unparseable(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     return ctx->relays && ctx->relays->unparseable;
 }
 
@@ -98,6 +104,8 @@ static double check_relays_unparseable(tamis_eval_ctx_t *ctx, const char *const 
 
 static double check_for_numeric_helo(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     if (!r)
         return 0;
@@ -112,11 +120,16 @@ static double check_for_numeric_helo(tamis_eval_ctx_t *ctx, const char *const *a
 
 static double check_for_illegal_ip(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)ctx;
+    (void)n;
     return 0; /* deprecated in SpamAssassin: always 0 */
 }
 
 static double helo_ip_mismatch(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     for (size_t i = 0; i < n_untrusted(r); i++) {
         const tamis_relay_t *x = untrusted_at(r, i);
@@ -137,6 +150,8 @@ static double helo_ip_mismatch(tamis_eval_ctx_t *ctx, const char *const *a, size
 
 static double check_for_sender_no_reverse(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     size_t nu = n_untrusted(r);
     if (nu == 0)
@@ -166,6 +181,8 @@ static bool dotcom_helo(const char *h)
  * reset at every public relay, so the oldest one decides. */
 static double check_for_no_rdns_dotcom_helo(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     const tamis__relays_t *r = ctx->relays;
     if (!r)
         return 0;
@@ -286,6 +303,8 @@ static void forged_received(tamis_eval_ctx_t *ctx, double out[2])
 
 static double check_for_forged_received_trail(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
+    (void)a;
+    (void)n;
     double v[2];
     forged_received(ctx, v);
     return v[0] > 1;
@@ -294,6 +313,8 @@ static double check_for_forged_received_trail(tamis_eval_ctx_t *ctx, const char 
 static double check_for_forged_received_ip_helo(tamis_eval_ctx_t *ctx, const char *const *a,
                                                 size_t n)
 {
+    (void)a;
+    (void)n;
     double v[2];
     forged_received(ctx, v);
     return v[1] > 0;

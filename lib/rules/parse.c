@@ -177,6 +177,7 @@ static bool valid_modifier(const char *m, size_t n)
 static int parse_header_test(tamis_ruleset_t *rs, tamis__rule_t *r, const char *t,
                              tamis_diag_t *diag)
 {
+    (void)diag;
     const char *p = t;
     while (isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-')
         p++;

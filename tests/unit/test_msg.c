@@ -75,6 +75,7 @@ static void dump_relays(const tamis_msg_t *m)
 
 static void emit_stdout(void *ctx, const char *s)
 {
+    (void)ctx;
     fputs(s, stdout);
 }
 
@@ -231,6 +232,7 @@ static bool has_uri(const tamis_msg_t *m, const char *u)
 
 static void test_headers(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("From blah@example.com  Mon Jan  1 00:00:00 2024\n"
                                "Subject: =?iso-8859-1?q?caf=E9?= =?iso-8859-1?q?_au_lait?=\n"
                                "X-Folded: one\n\ttwo\n"
@@ -254,6 +256,7 @@ static void test_headers(void **state)
 
 static void test_body_lines(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("Subject: hi\n\nfirst  line\nsame para\n\n\nsecond\n");
     assert_int_equal(tamis_msg_body_line_count(m), 3);
     assert_line(m, 0, "hi\n");
@@ -264,6 +267,7 @@ static void test_body_lines(void **state)
 
 static void test_no_subject_crlf(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("To: x\r\n\r\nbody\r\n");
     assert_true(tamis_msg_uses_crlf(m));
     assert_line(m, 0, "\n");
@@ -273,6 +277,7 @@ static void test_no_subject_crlf(void **state)
 
 static void test_long_line_split(void **state)
 {
+    (void)state;
     char *buf = malloc(10000);
     strcpy(buf, "Subject: x\n\n");
     size_t k = strlen(buf);
@@ -289,6 +294,7 @@ static void test_long_line_split(void **state)
 
 static void test_multipart_b64_qp(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("Subject: mp\nContent-Type: multipart/alternative; boundary=XX\n\n"
                                "--XX\nContent-Type: text/plain; charset=utf-8\n"
                                "Content-Transfer-Encoding: base64\n\naGVsbG8gd29ybGQ=\n"
@@ -311,6 +317,7 @@ static void test_multipart_b64_qp(void **state)
 
 static void test_uris_plain(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("Subject: u\n\nsee http://Example.com/a?b=1 and www.foo.org, "
                                "mail bob@example.net\n");
     assert_true(has_uri(m, "http://Example.com/a?b=1"));
@@ -321,6 +328,7 @@ static void test_uris_plain(void **state)
 
 static void test_dkim_uri(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str("DKIM-Signature: v=1; a=rsa-sha256; d=Mail.Example.co.uk; s=sel;\n"
                                "\tb=abc\nSubject: d\n\nno links\n");
     bool found = false;
@@ -341,6 +349,7 @@ static void test_dkim_uri(void **state)
 
 static void test_html_render(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str(
         "Subject: h\nContent-Type: text/html\n\n"
         "<html><head><title>T1</title><style>p{}</style></head><body>Hello&amp;bye<br>x"
@@ -360,6 +369,7 @@ static void test_html_render(void **state)
 
 static void test_received(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_str(
         "Received: from mail.example.com (mail.example.com [192.0.2.7])\n"
         "\tby mx.example.org (Postfix) with ESMTP id 4ABCD12345\n"
@@ -384,6 +394,7 @@ static void test_received(void **state)
 /* Values checked against SpamAssassin 4.0.1's $pms->{html} for this fixture. */
 static void test_html_stats_fixture(void **state)
 {
+    (void)state;
     tamis_msg_t *m = parse_file("corpus/fixtures/msg-html-alt.eml");
     double v = -1;
     assert_true(tamis_msg_html_stat(m, "html_length", &v) && v == 113);
@@ -438,6 +449,7 @@ static void *mt_worker(void *arg)
 
 static void test_threads(void **state)
 {
+    (void)state;
     char path[1024];
     snprintf(path, sizeof(path), "%s/corpus/fixtures/msg-html-alt.eml", TAMIS_SOURCE_DIR);
     char *data;
@@ -462,6 +474,7 @@ static void test_threads(void **state)
 
 static void test_limits(void **state)
 {
+    (void)state;
     tamis_msg_limits_t lim;
     tamis_msg_limits_default(&lim);
     lim.max_message_bytes = 10;
@@ -486,6 +499,7 @@ static void test_limits(void **state)
 
 static void test_malformed_never_fails(void **state)
 {
+    (void)state;
     const char *cases[] = {
         "",
         "\n",

@@ -368,6 +368,7 @@ static void dump(const tamis_msg_t *m, tamis_buf_t *b)
 
 static void test_fixtures(void **state)
 {
+    (void)state;
     for (size_t f = 0; f < sizeof(fixtures) / sizeof(fixtures[0]); f++) {
         char path[1024];
         snprintf(path, sizeof(path), "%s/corpus/fixtures/%s", TAMIS_SOURCE_DIR, fixtures[f].file);

@@ -194,6 +194,7 @@ static tamis_conf_t *stock_conf(void)
 
 static void test_parse_date(void **state)
 {
+    (void)state;
     time_t t;
     assert_true(tamis__evx_parse_date("Thu, 22 Aug 2002 14:47:12 +0100", &t));
     assert_int_equal(t, 1030024032);
@@ -227,6 +228,7 @@ static const char msg_dates[] =
 
 static void test_shifted_date(void **state)
 {
+    (void)state;
     fixture_t f;
     fx_open(&f, msg_dates, strlen(msg_dates), NULL);
     /* Date is 5 hours before the Received time */
@@ -243,6 +245,7 @@ static void test_shifted_date(void **state)
 
 static void test_header_misc(void **state)
 {
+    (void)state;
     static const char m[] = "From: \"Bob\" <bob@example.com>\n"
                             "Subject: hello bob\n"
                             "Subject: second subject\n"
@@ -276,6 +279,7 @@ static void test_header_misc(void **state)
 
 static void test_recipients(void **state)
 {
+    (void)state;
     static const char m[] = "From: x@example.com\n"
                             "To: jo1@x1.example, jo2@x2.example, jo3@x3.example, jo4@x4.example, "
                             "jo5@x5.example, jo6@x6.example, jo7@x7.example\n"
@@ -293,6 +297,7 @@ static void test_recipients(void **state)
 
 static void test_equal_from_domains(void **state)
 {
+    (void)state;
     static const char m[] = "Return-Path: <bounce@mail.other.example>\n"
                             "From: x@www.sender.example\n"
                             "To: y@example.org\n"
@@ -305,6 +310,7 @@ static void test_equal_from_domains(void **state)
 
 static void test_lists(void **state)
 {
+    (void)state;
     tamis_conf_t *c = tamis_conf_new();
     tamis_diag_t *d = tamis_diag_new();
     assert_int_equal(tamis_conf_apply(c, "enlist_addrlist", "(BANKS) *@*.bank.example", "t", 1, d),
@@ -361,6 +367,7 @@ static const char msg_image[] = "From: x@example.com\n"
 
 static void test_images(void **state)
 {
+    (void)state;
     fixture_t f;
     fx_open(&f, msg_image, sizeof msg_image - 1, NULL);
     f.ctx.rule_type = TAMIS_RULE_EVAL_BODY;
@@ -378,6 +385,7 @@ static void test_images(void **state)
 
 static void test_relays_inference(void **state)
 {
+    (void)state;
     static const char m[] =
         "Received: from mail.example.org (mail.example.org [10.0.0.2]) by mx.example.org "
         "(Postfix) with ESMTP id 1111; Thu, 22 Aug 2002 14:47:12 +0100\n"
@@ -651,11 +659,13 @@ static void compare_relays(const char *extra_cf, const char *key, const char *va
 
 static void test_relays_vs_sa(void **state)
 {
+    (void)state;
     compare_relays(NULL, NULL, NULL);
 }
 
 static void test_relays_vs_sa_trusted(void **state)
 {
+    (void)state;
     compare_relays("trusted_networks 66.218.0.0/16 127.0.0.0/8", "trusted_networks",
                    "66.218.0.0/16 127.0.0.0/8");
 }
@@ -726,6 +736,7 @@ static tamis_rule_type_t kind_type(const char *k)
 
 static void test_evals_vs_sa(void **state)
 {
+    (void)state;
     char *files[2048];
     size_t n = sample(files);
     char *out = n ? run_perl(hits_pl, files, n, NULL) : NULL;
