@@ -21,6 +21,15 @@ import time
 
 UNBOUND = "/usr/sbin/unbound"
 
+# Every DNS list the stock SpamAssassin 4.0.1 rules query. Declared as zones (Unbound(zones=...)),
+# their unlisted names answer NXDOMAIN, as a real list does, rather than REFUSED.
+STOCK_LIST_ZONES = (
+    "multi.uribl.com", "dbl.spamhaus.org", "multi.surbl.org", "zen.spamhaus.org", "bl.spamcop.net",
+    "dob.sibl.support-intelligence.net", "list.dnswl.org", "bl.mailspike.net", "wl.mailspike.net",
+    "psbl.surriel.com", "bl.score.senderscore.com", "iadb.isipp.com", "sa-trusted.bondedsender.org",
+    "sa-accredit.habeas.com", "activationcode.r.mail-abuse.com", "nonconfirm.mail-abuse.com",
+)
+
 
 def available():
     return os.access(UNBOUND, os.X_OK)
