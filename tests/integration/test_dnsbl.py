@@ -364,7 +364,12 @@ def phase_local(local, dns0, netrules):
     check(not q, "-L: its DNS server received no query (%d: %s)" % (len(q), q[:3]))
 
 
-def phase_reference(tamis, ref, netrules, local):
+# Names the unlisted fixture makes a daemon ask (SpamAssassin asks them): its "no hit" is an answer.
+UNLISTED_ASKED = [rev("198.51.100.55") + ".zen.spamhaus.org", "tamis-clean.com.multi.uribl.com",
+                  "tamis-clean-maps.org.multi.uribl.com"]
+
+
+def phase_reference(tamis, ref, netrules, dns):
     log("\n== 2. network hits: tamisd vs SpamAssassin %s on the same zones" % td_sa_version())
     results = {}
 
@@ -384,6 +389,12 @@ def phase_reference(tamis, ref, netrules, local):
         # dns_block_rule: SpamAssassin remembers a blocked list in a file; start each message clean
         for f in glob.glob(os.path.join(ref.helper, ".spamassassin", "dnsblock_*")):
             os.unlink(f)
+        if name == "unlisted.eml":
+            time.sleep(0.2)
+            asked = {n for _, n, _ in dns.queries()}
+            missing = [n for n in UNLISTED_ASKED if n not in asked]
+            check(not missing, "%s: tamisd asked its server about the relay and the URI domains "
+                  "(missing: %s)" % (name, ", ".join(missing) or "none"))
         tn, sn = thits & netrules, shits & netrules
         results[name] = (tn, sn)
         log("  %-18s tamisd %.2f s %-6s SpamAssassin %.2f s %-6s" % (name, tt, tscore, st, sscore))
@@ -584,7 +595,7 @@ def main():
         if ref is None:
             check(False, "SpamAssassin's spamd is installed (the reference)")
         else:
-            phase("reference", lambda: phase_reference(tamis, ref, netrules, local))
+            phase("reference", lambda: phase_reference(tamis, ref, netrules, dns_net))
             check(len(dns_ref.queries()) > 0, "spamd's queries went to its configured unbound (%d)"
                   % len(dns_ref.queries()))
 
