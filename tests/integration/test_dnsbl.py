@@ -517,6 +517,64 @@ def td_sa_version():
         return "?"
 
 
+class LeakTrap:
+    """Inside the namespace: a default route into a veth pair whose far end only listens, so any
+    IPv4 packet meant for beyond loopback (a resolver from /etc/resolv.conf, say) is caught there
+    and reported, instead of failing silently with "network unreachable". IPv6 stays off."""
+
+    def __init__(self):
+        self.leaks = []
+        self.sock = None
+        self.thread = None
+        self._stop = threading.Event()
+
+    def start(self):
+        ip = lambda *a: subprocess.run(["ip"] + list(a), stdout=subprocess.PIPE,  # noqa: E731
+                                       stderr=subprocess.STDOUT, timeout=10, check=True)
+        ip("link", "add", "tamis-out", "type", "veth", "peer", "name", "tamis-trap")
+        for dev in ("tamis-out", "tamis-trap"):
+            try:
+                with open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % dev, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        out = ip("-o", "link", "show", "tamis-trap").stdout.decode()
+        mac = re.search(r"link/ether ([0-9a-f:]{17})", out).group(1)
+        ip("addr", "add", "198.18.0.1/30", "dev", "tamis-out")  # RFC 2544 benchmarking range
+        ip("link", "set", "tamis-out", "up")
+        ip("link", "set", "tamis-trap", "up")
+        ip("neigh", "add", "198.18.0.2", "lladdr", mac, "dev", "tamis-out", "nud", "permanent")
+        ip("route", "add", "default", "via", "198.18.0.2", "dev", "tamis-out")
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.bind(("tamis-trap", 0))
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                frame = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+                proto = frame[23]
+                dst = socket.inet_ntoa(frame[30:34])
+                ihl = (frame[14] & 15) * 4
+                port = int.from_bytes(frame[14 + ihl + 2:14 + ihl + 4], "big") if proto in (6, 17) else 0
+                self.leaks.append("%s %s:%d" % ({6: "tcp", 17: "udp"}.get(proto, str(proto)), dst, port))
+
+    def stop(self):
+        self._stop.set()
+        if self.thread:
+            self.thread.join(2)
+        if self.sock:
+            self.sock.close()
+
+
 def only_loopback():
     p = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=10)
@@ -549,9 +607,17 @@ def main():
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait(10)
         log("note: unshare -n does not work here; checking queries against unbound's log instead")
+    trap = None
     if in_ns:
         links = only_loopback()
         check(links == ["lo"], "network namespace: the only interface is lo (%s)" % links)
+        try:
+            trap = LeakTrap().start()
+            log("leak trap: a default route into a listening veth catches any packet for beyond "
+                "loopback")
+        except (OSError, subprocess.SubprocessError) as e:
+            log("note: no leak trap (%s); packets for beyond loopback just fail" % e)
+            trap = None
     else:
         log("note: not in a network namespace (not root or no unshare): the DNS servers are still "
             "only the loopback unbounds, checked through their query logs")
@@ -621,6 +687,10 @@ def main():
             log("--- %s log tail:\n%s" % (d.name, d.log_tail(30)))
     finally:
         run.close()
+        if trap:
+            trap.stop()
+            check(not trap.leaks, "no packet for beyond loopback from any daemon (%d: %s)"
+                  % (len(trap.leaks), ", ".join(sorted(set(trap.leaks))[:5]) or "none"))
     log("\n%d failed checks; test time %.1f s" % (len(failures), time.monotonic() - T0))
     for f in failures:
         log("  FAIL " + f)
