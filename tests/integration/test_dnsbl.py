@@ -150,6 +150,12 @@ STATS_RE = re.compile(r"dns stats: queries=(\d+) sent=(\d+) merged=(\d+) cache_h
                       r"timeouts=(\d+) errors=(\d+) nxdomain=(\d+)")
 STATS_KEYS = ("queries", "sent", "merged", "cache_hits", "timeouts", "errors", "nxdomain")
 
+# iproute2 and util-linux, found even when /usr/sbin is not on PATH
+IP = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip")
+                                 if os.access(p, os.X_OK)), None)
+UNSHARE = shutil.which("unshare") or ("/usr/bin/unshare" if os.access("/usr/bin/unshare", os.X_OK)
+                                      else None)
+
 failures = []
 PAUSE = {"queries": 0}  # queries unbound received for the stopped-server scan
 
@@ -546,7 +552,7 @@ class LeakTrap:
         self._stop = threading.Event()
 
     def start(self):
-        ip = lambda *a: subprocess.run(["ip"] + list(a), stdout=subprocess.PIPE,  # noqa: E731
+        ip = lambda *a: subprocess.run([IP] + list(a), stdout=subprocess.PIPE,  # noqa: E731
                                        stderr=subprocess.STDOUT, timeout=10, check=True)
         ip("link", "add", "tamis-out", "type", "veth", "peer", "name", "tamis-trap")
         for dev in ("tamis-out", "tamis-trap"):
@@ -592,8 +598,21 @@ class LeakTrap:
             self.sock.close()
 
 
+def kill_netns(netns):
+    """SIGKILL whatever still runs in the namespace this test made (daemons of a killed run)."""
+    if not netns or netns == os.readlink("/proc/self/ns/net"):
+        return
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.readlink("/proc/%s/ns/net" % pid) == netns:
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def only_loopback():
-    p = subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    p = subprocess.run([IP, "-o", "link", "show"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=10)
     links = [l.split(":")[1].strip() for l in p.stdout.decode().splitlines() if l.count(":") >= 2]
     return links
@@ -605,15 +624,21 @@ def main():
         return 0
     in_ns = os.environ.get("TAMIS_DNSBL_IN_NETNS") == "1"
     if (not in_ns and os.geteuid() == 0 and os.environ.get("TAMIS_DNSBL_NO_NETNS") != "1"
-            and shutil.which("unshare") and shutil.which("ip")):
-        probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"],
+            and UNSHARE and IP):
+        probe = subprocess.run([UNSHARE, "-n", IP, "link", "set", "lo", "up"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         if probe.returncode == 0:
             log("running in a fresh network namespace (unshare -n): only loopback exists")
             env = dict(os.environ, TAMIS_DNSBL_IN_NETNS="1")
-            p = subprocess.Popen(["unshare", "-n", "sh", "-c",
-                                  'ip link set lo up && exec "$0" "$@"', sys.executable,
-                                  os.path.abspath(__file__)], env=env, start_new_session=True)
+            p = subprocess.Popen([UNSHARE, "-n", "sh", "-c", '"$0" link set lo up && exec "$@"', IP,
+                                  sys.executable, os.path.abspath(__file__)], env=env,
+                                 start_new_session=True)
+            netns = None
+            try:
+                time.sleep(0.5)
+                netns = os.readlink("/proc/%d/ns/net" % p.pid)
+            except OSError:
+                pass
             try:
                 return p.wait(timeout=870)
             except subprocess.TimeoutExpired:
@@ -623,6 +648,7 @@ def main():
                 if p.poll() is None:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait(10)
+                kill_netns(netns)
         log("note: unshare -n does not work here; checking queries against unbound's log instead")
     trap = None
     if in_ns:
