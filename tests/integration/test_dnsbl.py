@@ -22,7 +22,7 @@ Checks:
     a 127.255.255.255 answer from multi.uribl.com never counts as a listing).
  3. Concurrency: 100 simultaneous scans of messages with the same 20 distinct URI domains: every
     reply has the listed ones' hits; the burst takes about as long as the same burst on the -L
-    daemon (<= 2x + 1 s: one round trip, not a hundred); the `dns stats` lines (SIGUSR1 before and
+    daemon (<= 3x + 2 s: one round trip, not a hundred); the `dns stats` lines (SIGUSR1 before and
     after) show about 20 packets per list and type, not 2000 (sent <= queries / 20, merged +
     cache_hits account for the rest), and unbound's own query log agrees with `sent`.
  4. Timeout: the DNS server stopped (SIGSTOP), a message with listed entries (not cached) is
@@ -524,7 +524,9 @@ def phase_concurrency(tamis, local, dns):
         per_zone[key] = per_zone.get(key, 0) + 1
     log("  wall %.2f s (the same %d scans with -L: %.2f s); tamisd %s" % (
         wall, BULK_SCANS, local_wall, " ".join("%s=%d" % (k, d[k]) for k in STATS_KEYS)))
-    check(wall <= 2 * local_wall + 1.0, "about one round trip: %.2f s <= 2 x the -L time %.2f s + 1 s"
+    # serialized lookups would cost a round trip per question (or rbl_timeout per scan when they
+    # time out): tens of seconds; the bound leaves room for the lookups' CPU work (sanitizers)
+    check(wall <= 3 * local_wall + 2.0, "about one round trip: %.2f s <= 3 x the -L time %.2f s + 2 s"
           % (wall, local_wall))
     log("  unbound received %d queries: %s" % (len(got), ", ".join(
         "%s %s: %d" % (z, t, n) for (z, t), n in sorted(per_zone.items()))))
