@@ -124,6 +124,7 @@ static void scan_opts(const tamisd_scan_t *j, tamis_scan_opts_t *o, tamis_msg_li
     o->remote_host = j->remote_host;
     o->user = j->user;
     o->local_only = j->local;
+    o->net = j->local ? NULL : j->net;
     o->run.time_budget_ms = j->budget_ms;
     o->bayes = bayes_handle(j->user);
 }
@@ -200,6 +201,10 @@ void tamisd_scan_run(tamisd_scan_t *j)
     j->rc = tamis_scan_run(j->rs, j->body.ptr, j->body.len, &o, &s, j->err, sizeof j->err);
     if (j->rc < 0)
         return;
+    tamis_scan_dns_t dns;
+    tamis_scan_dns(s, &dns);
+    if (*dns.blocked_zones)
+        tamisd_dns_warn_blocked(dns.blocked_zones);
     tamis_buf_t body;
     tamis_buf_init(&body, 0);
     j->rc = reply_body(s, j->verb, &body);

@@ -59,6 +59,25 @@ static void print_diag(const tamis_diag_t *diag)
     }
 }
 
+/* The network-test settings in effect, for --lint. */
+static void lint_dns(const tamisd_opts_t *o, const tamis_conf_t *c, tamis_buf_t *out)
+{
+    const char *servers = tamisd_dns_servers_of(c);
+    if (o->local)
+        tamis_buf_puts(out, "dns: off (-L, local tests only)\n");
+    else if (c->skip_rbl_checks)
+        tamis_buf_puts(out, "dns: off (skip_rbl_checks 1)\n");
+    else
+        tamis_buf_printf(out, "dns: servers %s\n", *servers ? servers : "from /etc/resolv.conf");
+    tamis_buf_printf(out,
+                     "dns: rbl_timeout %g, dns_max_queries %u, num_check_received %u, "
+                     "uridnsbl_max_domains %u, uridnsbl_skip_mailto %d, uridnsbl_skip_domain "
+                     "entries %zu\n",
+                     c->rbl_timeout, c->dns_max_queries, c->num_check_received,
+                     c->uridnsbl_max_domains, c->uridnsbl_skip_mailto ? 1 : 0,
+                     c->uridnsbl_skip_domains.count);
+}
+
 /* --lint: load, print every diagnostic and the unsupported evals; 1 if anything is an error. */
 static int run_lint(const tamisd_opts_t *o)
 {
@@ -80,6 +99,7 @@ static int run_lint(const tamisd_opts_t *o)
         tamis_buf_t out;
         tamis_buf_init(&out, 0);
         tamis_rules_lint(rs, &out);
+        lint_dns(o, tamis_rules_conf(rs), &out);
         fwrite(out.data ? out.data : "", 1, out.len, stdout);
         fprintf(stderr, "lint: %zu rules, %zu errors, %zu warnings\n", tamis_rules_count(rs),
                 errors, diag ? tamis_diag_count_level(diag, TAMIS_DIAG_WARN) : 0);

@@ -49,7 +49,9 @@ struct server {
     tamis_ruleset_t *rules;
     listener_t *ls;
     size_t nls;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    tamisd_dns_t *dns;          /* the current resolver (NULL: -L, or it did not start) */
+    tamis_net_stats_t dns_base; /* counters of the resolvers a reload replaced */
     bool stopping, reloading, closed;
     size_t conns, jobs;
     unsigned long next_id;
@@ -94,6 +96,7 @@ struct job {
     conn_t *conn; /* NULL once the connection gave up (timeout, close) */
     tamis_proto_req_t *req;
     tamisd_scan_t scan;
+    tamisd_dns_t *dns; /* the resolver this scan uses (one use held) */
     char addr[64];
     char id[24];
     double t0;
@@ -234,6 +237,7 @@ static void work_cb(uv_work_t *w)
 
 static void free_job(job_t *j)
 {
+    tamisd_server_dns_release(j->srv, j->dns);
     tamis_rules_unref(j->scan.rs);
     tamis_proto_req_free(j->req);
     tamisd_scan_clear(&j->scan);
@@ -315,6 +319,8 @@ static void start_scan(conn_t *c)
     s->user = tamis_proto_req_user(j->req);
     s->id = j->id;
     s->local = srv->o->local;
+    j->dns = tamisd_server_dns_acquire(srv);
+    s->net = tamisd_dns_net(j->dns);
     s->budget_ms = child_budget_ms(c);
     s->max_size = srv->o->max_size;
     if (s->verb == TAMIS_VERB_TELL) { /* learning runs on the worker thread too (job.c) */
@@ -588,6 +594,22 @@ static size_t new_problems(const server_t *srv, const tamis_diag_t *d)
     return count;
 }
 
+/* A new dns_server list (or rbl_timeout, the queries' deadline) gets a new resolver; scans in
+ * flight finish on the old one. */
+static void dns_reload(server_t *srv)
+{
+    const tamis_conf_t *c = tamis_rules_conf(srv->rules);
+    if (srv->o->local || tamisd_dns_same(srv->dns, c))
+        return;
+    tamisd_dns_t *d = NULL;
+    tamisd_log(TAMISD_LOG_INFO, "dns: dns_server list or rbl_timeout changed (servers \"%s\")",
+               tamisd_dns_servers_of(c));
+    tamisd_dns_start(srv->loop, c, &d);
+    tamisd_dns_stats_add(srv->dns, &srv->dns_base); /* the stats line stays cumulative */
+    tamisd_dns_retire(srv->dns);
+    srv->dns = d;
+}
+
 static void reload_done(uv_work_t *w, int status)
 {
     reload_t *r = w->data;
@@ -607,6 +629,7 @@ static void reload_done(uv_work_t *w, int status)
         tamis_rules_unref(old);
         known_set(srv, r->diag);
         tamisd_log(TAMISD_LOG_INFO, "reloaded rules: %zu rules", tamis_rules_count(srv->rules));
+        dns_reload(srv);
     }
     tamis_diag_free(r->diag);
     free(r);
@@ -634,6 +657,13 @@ static void on_sighup(uv_signal_t *s, int signum)
         return;
     }
     srv->reloading = true;
+}
+
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    server_t *srv = s->data;
+    tamisd_dns_log_stats(srv->dns, &srv->dns_base);
 }
 
 static void on_stop_signal(uv_signal_t *s, int signum)
@@ -666,6 +696,11 @@ static void maybe_exit(server_t *srv)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
+    /* every scan is done: the resolver goes (its handles close in the last loop turns) */
+    tamisd_dns_log_stats(srv->dns, &srv->dns_base);
+    tamisd_dns_retire(srv->dns);
+    srv->dns = NULL;
 }
 
 /* ---- for the MTA front ends ------------------------------------------------------------------
@@ -689,6 +724,17 @@ const tamisd_acl_t *tamisd_server_acl(server_t *srv)
 tamis_ruleset_t *tamisd_server_rules_ref(server_t *srv)
 {
     return tamis_rules_ref(srv->rules);
+}
+
+tamisd_dns_t *tamisd_server_dns_acquire(server_t *srv)
+{
+    return tamisd_dns_acquire(srv->dns);
+}
+
+void tamisd_server_dns_release(server_t *srv, tamisd_dns_t *d)
+{
+    (void)srv;
+    tamisd_dns_release(d);
 }
 
 bool tamisd_server_stopping(const server_t *srv)
@@ -764,6 +810,9 @@ int tamisd_serve(const tamisd_opts_t *o, const tamisd_acl_t *acl, tamisd_listene
     init_signal(srv, &srv->sig_term, on_stop_signal, SIGTERM);
     init_signal(srv, &srv->sig_int, on_stop_signal, SIGINT);
     init_signal(srv, &srv->sig_hup, on_sighup, SIGHUP);
+    init_signal(srv, &srv->sig_usr1, on_sigusr1, SIGUSR1);
+    if (!o->local) /* -L: no network tests, no resolver */
+        tamisd_dns_start(srv->loop, tamis_rules_conf(rs), &srv->dns);
     if (status) {
         on_stop_signal(&srv->sig_term, SIGTERM);
     } else {

@@ -18,6 +18,7 @@ struct tamisd_mta_job {
     char *msg;
     size_t len;
     tamisd_scan_t scan;
+    struct tamisd_dns *dns; /* the resolver this scan uses (one use held) */
     char id[64];
     char addr[64];
     char host[256];
@@ -66,6 +67,7 @@ static void mta_after(uv_work_t *w, int status)
     if (j->done)
         j->done(j->arg, &r);
     struct server *srv = j->srv;
+    tamisd_server_dns_release(srv, j->dns);
     tamis_rules_unref(j->scan.rs);
     tamisd_scan_clear(&j->scan);
     free(j->msg);
@@ -100,10 +102,13 @@ tamisd_mta_job_t *tamisd_mta_scan(struct server *srv, tamis_buf_t *msg, bool who
     s->remote_host = j->host;
     s->id = j->id;
     s->local = o->local;
+    j->dns = tamisd_server_dns_acquire(srv);
+    s->net = tamisd_dns_net(j->dns);
     s->budget_ms = o->timeout_child ? o->timeout_child * 1000.0 : 0;
     s->max_size = o->max_size;
     j->work.data = j;
     if (uv_queue_work(tamisd_server_loop(srv), &j->work, mta_work, mta_after) != 0) {
+        tamisd_server_dns_release(srv, j->dns);
         tamis_rules_unref(s->rs);
         free(j->msg);
         free(j);

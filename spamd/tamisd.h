@@ -12,11 +12,13 @@
  * milter.c   the milter listener (Postfix smtpd_milters, before queue)
  * smtp.c     the SMTP content filter listener and its re-injection client (after queue)
  * smtp_scan.c  scans for milter.c and smtp.c through job.c's worker job
+ * dns.c      the resolver of the network tests (one on the loop, shared by the scans)
  */
 #ifndef TAMISD_H
 #define TAMISD_H
 
 #include "tamis/core.h"
+#include "tamis/net.h"
 #include "tamis/proto.h"
 #include "tamis/rules.h"
 
@@ -151,6 +153,11 @@ bool tamisd_server_stopping(const struct server *srv);
 void tamisd_server_hold(struct server *srv, int delta);
 unsigned long tamisd_server_next_id(struct server *srv);
 
+/* The resolver for a scan job (NULL with -L or when it could not start): acquire when the job
+ * is queued, release when its result is back on the loop (a reload may replace it meanwhile). */
+struct tamisd_dns *tamisd_server_dns_acquire(struct server *srv);
+void tamisd_server_dns_release(struct server *srv, struct tamisd_dns *d);
+
 /* Accept one connection on a milter / SMTP listener (the ACL is checked by the callee). */
 void tamisd_milter_accept(struct server *srv, struct uv_stream_s *listener, bool is_unix);
 void tamisd_smtp_accept(struct server *srv, struct uv_stream_s *listener, bool is_unix);
@@ -178,6 +185,28 @@ tamisd_mta_job_t *tamisd_mta_scan(struct server *srv, tamis_buf_t *msg, bool who
 /* The caller goes away: done will not run; the job frees itself. */
 void tamisd_mta_scan_cancel(tamisd_mta_job_t *j);
 
+/* ---- DNS (dns.c; loop thread unless said otherwise) --------------------------------------------
+ * On SIGUSR1 and at shutdown the server logs one info line:
+ *   dns stats: queries=N sent=N merged=N cache_hits=N timeouts=N errors=N nxdomain=N */
+
+typedef struct tamisd_dns tamisd_dns_t;
+/* Creates the resolver from c's dns_server lines (none: /etc/resolv.conf). Logs failures. */
+int tamisd_dns_start(struct uv_loop_s *loop, const tamis_conf_t *c, tamisd_dns_t **out);
+tamis_net_t *tamisd_dns_net(const tamisd_dns_t *d);
+/* c's dns_server list as one string ("" = resolv.conf); any thread. */
+const char *tamisd_dns_servers_of(const tamis_conf_t *c);
+/* Was d built from the same dns_server list and rbl_timeout as c has? */
+bool tamisd_dns_same(const tamisd_dns_t *d, const tamis_conf_t *c);
+/* Adds d's counters to *acc (NULL d: nothing). */
+void tamisd_dns_stats_add(const tamisd_dns_t *d, tamis_net_stats_t *acc);
+/* Logs the "dns stats:" line: base (may be NULL) plus d's counters (NULL d: base alone). */
+void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base);
+tamisd_dns_t *tamisd_dns_acquire(tamisd_dns_t *d); /* one more user; NULL-safe */
+void tamisd_dns_release(tamisd_dns_t *d);          /* frees a retired resolver's last use */
+void tamisd_dns_retire(tamisd_dns_t *d);           /* no new users; freed when unused */
+/* Warns once per zone per 5 minutes about lists that refused us (any thread). */
+void tamisd_dns_warn_blocked(const char *zones);
+
 /* ---- scan jobs (worker threads) -------------------------------------------------------------- */
 
 typedef struct {
@@ -191,6 +220,7 @@ typedef struct {
     const char *user;
     const char *id;
     bool local;
+    tamis_net_t *net; /* resolver for the network tests, or NULL (-L, none) */
     double budget_ms;
     size_t max_size; /* --max-size */
     /* TELL (verb TAMIS_VERB_TELL): Message-class and the Set/Remove TAMIS_TELL_* bits */

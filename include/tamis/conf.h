@@ -112,6 +112,13 @@ typedef struct tamis_conf {
     bool skip_rbl_checks;                           /* default 0 */
     double rbl_timeout;                             /* default 15 */
 
+    /* network tests (docs/dns.md) */
+    char *dns_servers;             /* dns_server lines joined with ',' ("" = /etc/resolv.conf) */
+    unsigned num_check_received;   /* untrusted relays checked by check_rbl; default 9 */
+    unsigned uridnsbl_max_domains; /* URI domains looked up per message; default 20 */
+    bool uridnsbl_skip_mailto;     /* no lookups of mailto: domains; default 1 */
+    unsigned dns_max_queries;      /* Tamis: DNS queries per message; default 256 */
+
     /* Settings the table knows but Tamis does not act on yet, kept for --lint and the dump. */
     void *internal; /* private to lib/conf */
 } tamis_conf_t;

@@ -95,6 +95,8 @@ typedef struct {
     const char *with;    /* protocol, e.g. "ESMTP", "SMTP", "HTTP" */
     time_t date;         /* date after ';', 0 if absent or unparseable */
     bool ip_private;     /* client IP is private/reserved/loopback */
+    bool no_rdns;        /* rdns is "" and the MTA's format shows it always looks rDNS up:
+                            the client really has none (SA's no_reverse_dns) */
     bool unparseable;    /* the field could not be parsed into a relay */
     bool skipped;        /* SA ignores this field (local delivery, fetchmail, etc.); relays newer
                             than a fetch marker are skipped too when all of them are private or

@@ -92,6 +92,12 @@ enum {
     TAMIS_TFLAG_NOLOG = 1 << 8,
     TAMIS_TFLAG_AUTOLEARN_BODY = 1 << 9,    /* count toward auto-learn body points */
     TAMIS_TFLAG_AUTOLEARN_HEADER = 1 << 10, /* count toward auto-learn header points */
+    /* URIDNSBL: look up the URI host's A records (a) and/or its NS hosts' (ns, the default) */
+    TAMIS_TFLAG_A = 1 << 11,
+    TAMIS_TFLAG_NS = 1 << 12,
+    TAMIS_TFLAG_DOMAINS_ONLY = 1 << 13, /* only host names, no IP literals */
+    TAMIS_TFLAG_IPS_ONLY = 1 << 14,     /* only IP literals */
+    TAMIS_TFLAG_NOTRIM = 1 << 15,       /* the full host, not its registrable domain */
 };
 
 typedef struct {
@@ -113,9 +119,12 @@ typedef struct {
     const char *locale_languages; /* detected languages ("en"), or NULL */
     double time_budget_ms;        /* 0 = none; past it, remaining tests are skipped */
     /* Network results: called for an eval the engine delegates (check_rbl*, check_uridnsbl,
-     * askdns). Returns true to record a hit. NULL = network rules never hit. */
+     * askdns). Returns true to record a hit; *log may receive the hit's report detail (memory of
+     * the run's arena, or static). NULL = network rules never hit. With a callback, net evals
+     * run after every other rule (in rule order) and the metas using them wait for them; the
+     * first call is where the scan waits for its DNS answers. */
     bool (*net_eval)(void *ctx, const char *rule, const char *func, const char *const *args,
-                     size_t nargs);
+                     size_t nargs, const char **log);
     void *net_ctx;
     /* Match every regex with PCRE2 alone, without the multi-pattern prefilter (tests compare
      * both modes; the hits are identical). */
@@ -159,5 +168,101 @@ typedef struct {
 } tamis_rules_relays_t;
 int tamis_rules_relays(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *arena,
                        tamis_rules_relays_t *out);
+
+/* ---- network tests: what the scan's DNS planner needs (lib/scan/dnsbl.c, docs/dns.md) ---------
+ * Pure accessors; every array and string is valid as long as the set (names, args) or the arena
+ * (the arrays, candidate strings) lives. Any thread. */
+
+/* A network eval rule (check_rbl*, check_uridnsbl, askdns …). */
+typedef struct {
+    const char *name;        /* rule name */
+    const char *func;        /* eval function, e.g. "check_rbl" */
+    const char *const *args; /* arguments, quotes removed */
+    size_t nargs;
+    unsigned tflags; /* TAMIS_TFLAG_* */
+    bool scored;     /* non-zero score in the score set (network bit on): the runner asks for it */
+} tamis_rules_net_rule_t;
+
+/* The network eval rules of rs that compiled, in definition order, for score_set (0-3). The array
+ * comes from arena. Errors: TAMIS_EINVAL, TAMIS_ENOMEM. */
+int tamis_rules_net_rules(const tamis_ruleset_t *rs, int score_set, tamis_arena_t *arena,
+                          tamis_rules_net_rule_t **out, size_t *count);
+
+/* What a URIDNSBL declaration looks up. */
+typedef enum {
+    TAMIS_URIBL_DNSBL,      /* uridnsbl/uridnssub: IPs of the host (tflags a) or of its NS (ns) */
+    TAMIS_URIBL_RHSBL,      /* urirhsbl/urirhssub: the registrable domain (notrim: the host) */
+    TAMIS_URIBL_NSRHSBL,    /* urinsrhsbl/urinsrhssub: the domains of the host's NS names */
+    TAMIS_URIBL_FULLNSRHSBL /* urifullnsrhsbl/urifullnsrhssub: the NS names themselves */
+} tamis_rules_uribl_kind_t;
+
+typedef struct {
+    const char *rule;    /* the check_uridnsbl('RULE') rule it feeds */
+    const char *zone;    /* list zone, trailing dots removed, lower case */
+    const char *type;    /* query type as written ("A", "TXT") */
+    const char *subtest; /* the *sub forms' sub-test, NULL for the *bl forms */
+    tamis_rules_uribl_kind_t kind;
+    unsigned tflags; /* the rule's tflags (a, ns, domains_only, ips_only, notrim …) */
+} tamis_rules_uribl_t;
+
+/* The URIDNSBL declarations (last one per rule wins), in declaration order; malformed lines are
+ * skipped. Array and strings from arena. Errors: TAMIS_EINVAL, TAMIS_ENOMEM. */
+int tamis_rules_uribl(const tamis_ruleset_t *rs, tamis_arena_t *arena, tamis_rules_uribl_t **out,
+                      size_t *count);
+
+/* dns_block_rule RULE zone…: RULE is the zone's "blocked" informational rule (URIBL_BLOCKED,
+ * RCVD_IN_ZEN_BLOCKED …): it may fire on the list's refusal codes, listing rules may not. */
+typedef struct {
+    const char *rule;
+    const char *zone; /* lower case, no leading/trailing dot */
+} tamis_rules_dns_block_t;
+int tamis_rules_dns_blocks(const tamis_ruleset_t *rs, tamis_arena_t *arena,
+                           tamis_rules_dns_block_t **out, size_t *count);
+/* Whether rule is a dns_block_rule for zone (trailing dots and case ignored). */
+bool tamis_rules_is_dns_block(const tamis_ruleset_t *rs, const char *rule, const char *zone);
+
+/* The relay IPs DNSEval works from (Plugin/DNSEval.pm parsed_metadata), each list from arena. */
+typedef struct {
+    const char **untrusted; /* untrusted relays' IPs, newest first, de-duplicated, no private */
+    size_t untrusted_count;
+    const char **external; /* trusted-but-not-internal then untrusted relays' IPs, raw */
+    size_t external_count;
+    const char **originating; /* IPs of the originating_ip_headers (X-Originating-IP …) */
+    size_t originating_count;
+    bool any; /* some untrusted or originating IP: check_rbl has something to do */
+    /* check_rbl_rcvd's relay: the oldest untrusted one (NULL if none) */
+    const tamis_relay_t *oldest_untrusted;
+} tamis_rules_dnsbl_ips_t;
+int tamis_rules_dnsbl_ips(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *arena,
+                          tamis_rules_dnsbl_ips_t *out);
+
+/* The sender data of check_rbl_envfrom / check_rbl_from_host / check_rbl_from_domain:
+ * the envelope sender address ("" if unknown) and PerMsgStatus::all_from_addrs (Resent-From,
+ * else From, Envelope-Sender, Resent-Sender, X-Envelope-From and the envelope sender). opts may
+ * be NULL (its envelope_from is used when set). Strings and array from arena. */
+typedef struct {
+    const char *envelope_from;
+    const char *const *from_addrs;
+    size_t from_count;
+} tamis_rules_senders_t;
+int tamis_rules_senders(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                        const tamis_rules_run_opts_t *opts, tamis_arena_t *arena,
+                        tamis_rules_senders_t *out);
+
+/* The value of a header expression exactly as a header rule sees it ("Reply-To:addr",
+ * "X-Source-IP", "EnvelopeFrom:addr" …; spec-rules §3.1), or NULL when missing. Arena memory. */
+const char *tamis_rules_header(const tamis_ruleset_t *rs, const tamis_msg_t *m,
+                               const tamis_rules_run_opts_t *opts, const char *expr,
+                               tamis_arena_t *arena);
+
+/* The IPs check_rbl(set, …) queries, in query order, as DNSEval selects them from the set
+ * name's suffix: "-notfirsthop" (external IPs but the originating one, when several),
+ * "-lastexternal" (the newest external IP), "-firsttrusted" (the newest untrusted IP, the one
+ * that handed the mail to us), "-untrusted" (the untrusted IPs but that one), else the
+ * originating-header and untrusted IPs oldest first. At most num_check_received; leading
+ * trusted_networks IPs dropped unless nice. Writes at most cap pointers into out (borrowed from
+ * in) and returns how many. */
+size_t tamis_rules_dnsbl_select(const tamis_ruleset_t *rs, const tamis_rules_dnsbl_ips_t *in,
+                                const char *set, bool nice, const char **out, size_t cap);
 
 #endif

@@ -16,6 +16,7 @@
 #include "tamis/bayes.h"
 #include "tamis/core.h"
 #include "tamis/msg.h"
+#include "tamis/net.h"
 #include "tamis/rules.h"
 
 typedef struct tamis_scan tamis_scan_t;
@@ -36,6 +37,13 @@ typedef struct {
     bool local_only;                  /* spamd -L: score sets without network */
     const tamis_msg_limits_t *limits; /* NULL = defaults */
     tamis_rules_run_opts_t run;       /* passed to tamis_rules_run (score_set is set by scan) */
+    /* The resolver for the network tests (DNSBL, URIBL; docs/dns.md), borrowed; NULL = none
+     * (network rules never hit, as in SpamAssassin without DNS). Unused with local_only or
+     * skip_rbl_checks. When set, the scan plans its queries right after parsing, starts them
+     * in one batch, and its net evals (run last) wait at most until parse time + rbl_timeout
+     * (a conf setting, default 15 s); at most dns_max_queries (default 256) per message. It
+     * replaces run.net_eval. */
+    tamis_net_t *net;
 } tamis_scan_opts_t;
 
 void tamis_scan_opts_default(tamis_scan_opts_t *o);
@@ -58,6 +66,18 @@ const tamis_rules_result_t *tamis_scan_result(const tamis_scan_t *s);
 bool tamis_scan_bayes(const tamis_scan_t *s, tamis_bayes_result_t *out);
 const char *tamis_scan_autolearn(const tamis_scan_t *s);
 double tamis_scan_elapsed_ms(const tamis_scan_t *s);
+
+/* What the scan's network tests did (all zero without a resolver). */
+typedef struct {
+    size_t queries;  /* distinct DNS queries started */
+    size_t answered; /* of them, answered before the deadline (any status) */
+    size_t skipped;  /* not started: over dns_max_queries */
+    double wait_ms;  /* time the rules waited for answers */
+    /* Zones that answered with a refusal code (127.255.255.x, URIBL/SURBL 127.0.0.1 …),
+     * space-separated, "" if none: the caller's cue for a rate-limited warning. Owned by s. */
+    const char *blocked_zones;
+} tamis_scan_dns_t;
+void tamis_scan_dns(const tamis_scan_t *s, tamis_scan_dns_t *out);
 
 /* Display strings (spec-protocol §4.1): "%2.1f" score with the r − 0.1 rule for ham, and "%2.1f"
  * threshold. Owned by s. */

@@ -659,6 +659,35 @@ static int h_special(tamis_conf_t *c, const char *key, const char *value)
     return 0;
 }
 
+/* dns_server: several lines accumulate ("addr[:port]", IPv6 as "[addr]:port"), joined with ','
+ * as lib/net takes them. */
+static int h_dns_server(tamis_conf_t *c, const char *key, const char *value)
+{
+    (void)key;
+    char v[256];
+    size_t n = strlen(value);
+    while (n && isspace((unsigned char)value[n - 1]))
+        n--;
+    if (!n || n >= sizeof v || strcspn(value, " \t,") < n)
+        return TAMIS_EINVAL;
+    memcpy(v, value, n);
+    v[n] = '\0';
+    const char *old = c->dns_servers ? c->dns_servers : "";
+    char *j = tamis_arena_printf(internal(c)->arena, "%s%s%s", old, *old ? "," : "", v);
+    if (!j)
+        return TAMIS_ENOMEM;
+    c->dns_servers = j;
+    return 0;
+}
+
+static int h_clear_dns_servers(tamis_conf_t *c, const char *key, const char *value)
+{
+    (void)key;
+    (void)value;
+    c->dns_servers = NULL;
+    return 0;
+}
+
 static const setting_t settings[] = {
     NUM("required_score", required_score, 5, -1e9, 1e9, "score at or above which mail is spam"),
     NUM("required_hits", required_score, 5, -1e9, 1e9, "old name of required_score"),
@@ -726,6 +755,13 @@ static const setting_t settings[] = {
     UINT("bayes_min_spam_num", bayes_min_spam_num, 200, 0, 1e9, "spam needed before Bayes is used"),
     BOOL("skip_rbl_checks", skip_rbl_checks, 0, "no DNS blocklist lookups"),
     NUM("rbl_timeout", rbl_timeout, 15, 0, 1e6, "DNS blocklist wait in seconds"),
+    FN("dns_server", h_dns_server, "DNS server for network tests (addr[:port]; several allowed)"),
+    FN("clear_dns_servers", h_clear_dns_servers, "forget dns_server lines (use resolv.conf)"),
+    UINT("num_check_received", num_check_received, 9, 0, 1000, "relays checked by check_rbl"),
+    UINT("uridnsbl_max_domains", uridnsbl_max_domains, 20, 0, 1000,
+         "URI domains looked up per message"),
+    BOOL("uridnsbl_skip_mailto", uridnsbl_skip_mailto, 1, "no URIBL lookups of mailto: domains"),
+    UINT("dns_max_queries", dns_max_queries, 256, 0, 1024, "DNS queries per message (Tamis)"),
 };
 
 /* Settings SpamAssassin 4.0.1 (Conf.pm and its plugins) knows that Tamis accepts without acting
@@ -789,7 +825,6 @@ static const char *const ignored[] = {"adsp_override",
                                       "clear_asn_lookups",
                                       "clear_dns_query_restriction",
                                       "clear_dns_query_restrictions",
-                                      "clear_dns_servers",
                                       "clear_originating_ip_headers",
                                       "clear_uridnsbl_skip_domain",
                                       "clear_url_shortener",
@@ -823,7 +858,6 @@ static const char *const ignored[] = {"adsp_override",
                                       "dns_local_ports_permit",
                                       "dns_options",
                                       "dns_query_restriction",
-                                      "dns_server",
                                       "dns_test_interval",
                                       "do_not_use_mail_spf",
                                       "do_not_use_mail_spf_query",
@@ -861,7 +895,6 @@ static const char *const ignored[] = {"adsp_override",
                                       "max_short_urls",
                                       "mbox_format_from_regex",
                                       "normalize_charset",
-                                      "num_check_received",
                                       "ok_languages",
                                       "ok_locales",
                                       "olemacro_download_marker",
@@ -960,8 +993,6 @@ static const char *const ignored[] = {"adsp_override",
                                       "uri_country_db_path",
                                       "uri_detail",
                                       "uri_host_lists",
-                                      "uridnsbl_max_domains",
-                                      "uridnsbl_skip_mailto",
                                       "uridnsbl_timeout",
                                       "url_shortener",
                                       "url_shortener_cache_autoclean",

@@ -40,6 +40,9 @@ typedef struct {
 int tamis__relays_compute(const tamis_conf_t *conf, const tamis_msg_t *m, tamis_arena_t *arena,
                           tamis__relays_t *out);
 
+/* SpamAssassin's IP_PRIVATE (RFC 1918, loopback, link-local, CGN, IPv6 ULA …); relays.c. */
+bool tamis__ip_is_private(const char *ip);
+
 /* Per-message memo slots an eval file may use (keyed by a static string address). */
 typedef struct tamis__memo tamis__memo_t;
 
@@ -62,6 +65,10 @@ typedef struct tamis_eval_ctx {
  * spec-rules §3.1). Returns NULL when the header is missing (undefined in Perl). Arena memory.
  * Implemented in header.c. */
 const char *tamis__header_get(tamis_eval_ctx_t *ctx, const char *expr);
+
+/* PerMsgStatus::all_from_addrs (Resent-From, else From, Envelope-Sender, … EnvelopeFrom);
+ * eval_header.c. Arena memory; ctx needs rs, conf, msg, relays, opts and arena. */
+size_t tamis__all_from_addrs(tamis_eval_ctx_t *ctx, const char *const **out);
 
 /* Attaches a detail text ("[...]" in reports) to the current hit. */
 void tamis__eval_log(tamis_eval_ctx_t *ctx, const char *fmt, ...)

@@ -1284,6 +1284,14 @@ static addrs_t *all_from_addrs(tamis_eval_ctx_t *ctx)
     return x;
 }
 
+/* For the network layer (net.c): PerMsgStatus::all_from_addrs. */
+size_t tamis__all_from_addrs(tamis_eval_ctx_t *ctx, const char *const **out)
+{
+    addrs_t *x = all_from_addrs(ctx);
+    *out = x ? x->v : NULL;
+    return x ? x->n : 0;
+}
+
 RE(re_rcvd_for, " for <?(\\S+\\@(\\S+?))>?;", 0);
 
 /* PerMsgStatus::all_to_addrs */

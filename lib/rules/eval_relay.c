@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Shared helpers, defined in eval_header.c. */
 void *tamis__evre_get(void *_Atomic *slot, const char *pat, uint32_t opts);
@@ -144,12 +145,38 @@ static double check_for_sender_no_reverse(tamis_eval_ctx_t *ctx, const char *con
     return strchr(nz(x->rdns), '.') && !x->ip_private;
 }
 
-/* _check_received_helos. SpamAssassin hits only when the MTA is known to look up rDNS and found
- * none (no_reverse_dns); lib/msg's tamis_relay_t does not carry that bit yet, so this never
- * hits rather than guess. */
+/* Does h end in one of the big free-mail/ISP names (a label boundary before it)? */
+static bool dotcom_helo(const char *h)
+{
+    static const char *const doms[] = {"lycos.com",  "lycos.co.uk",  "hotmail.com", "localhost.com",
+                                       "excite.com", "caramail.com", "cs.com",      "aol.com",
+                                       "msn.com",    "yahoo.com",    "drizzle.com"};
+    size_t hl = strlen(h);
+    for (size_t i = 0; i < sizeof doms / sizeof *doms; i++) {
+        size_t dl = strlen(doms[i]);
+        if (hl >= dl && strcasecmp(h + hl - dl, doms[i]) == 0 &&
+            (hl == dl || h[hl - dl - 1] == '.'))
+            return true;
+    }
+    return false;
+}
+
+/* _check_received_helos: a public untrusted relay that HELO'd as a big ISP while the receiving
+ * MTA (one known to always look up rDNS) found no rDNS for it. As in RelayEval.pm the flag is
+ * reset at every public relay, so the oldest one decides. */
 static double check_for_no_rdns_dotcom_helo(tamis_eval_ctx_t *ctx, const char *const *a, size_t n)
 {
-    return 0;
+    const tamis__relays_t *r = ctx->relays;
+    if (!r)
+        return 0;
+    bool hit = false;
+    for (size_t i = 0; i < n_untrusted(r); i++) {
+        const tamis_relay_t *x = untrusted_at(r, i);
+        if (x->ip_private)
+            continue;
+        hit = dotcom_helo(nz(x->helo)) && x->no_rdns;
+    }
+    return hit;
 }
 
 /* ---- forged Received trail ------------------------------------------------------------------- */

@@ -374,6 +374,11 @@ static unsigned parse_tflags(const char *v, unsigned *maxhits)
         {"nolog", TAMIS_TFLAG_NOLOG},
         {"autolearn_body", TAMIS_TFLAG_AUTOLEARN_BODY},
         {"autolearn_header", TAMIS_TFLAG_AUTOLEARN_HEADER},
+        {"a", TAMIS_TFLAG_A},
+        {"ns", TAMIS_TFLAG_NS},
+        {"domains_only", TAMIS_TFLAG_DOMAINS_ONLY},
+        {"ips_only", TAMIS_TFLAG_IPS_ONLY},
+        {"notrim", TAMIS_TFLAG_NOTRIM},
     };
     unsigned f = 0;
     *maxhits = 0;
@@ -430,6 +435,18 @@ static int attr_simple(tamis_ruleset_t *rs, const char *key, const char *v, cons
 
 /* ---- ReplaceTags -------------------------------------------------------------------------------
  */
+
+/* The URIDNSBL declarations (not its settings: uridnsbl_skip_domain, uridnsbl_max_domains …). */
+static bool is_uribl_directive(const char *key)
+{
+    static const char *const names[] = {"uridnsbl",       "uridnssub",      "urirhsbl",
+                                        "urirhssub",      "urinsrhsbl",     "urinsrhssub",
+                                        "urifullnsrhsbl", "urifullnsrhssub"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(key, names[i]) == 0)
+            return true;
+    return false;
+}
 
 static int kv_set(tamis_ruleset_t *rs, tamis__kv_t **list, size_t *n, const char *name,
                   const char *value)
@@ -742,9 +759,10 @@ int tamis__parse_rule_directive(tamis_ruleset_t *rs, const char *key, const char
         rc = replace_directive(rs, key, value, file, line, diag);
     else if (strcmp(key, "askdns") == 0)
         rc = rule_askdns(rs, value, file, line, diag);
-    else if (strncmp(key, "uri", 3) == 0 && (strstr(key, "dnsbl") || strstr(key, "dnssub") ||
-                                             strstr(key, "rhsbl") || strstr(key, "rhssub")))
+    else if (is_uribl_directive(key))
         rc = kv_set(rs, &rs->uridnsbl, &rs->nuridnsbl, value, key); /* line → directive */
+    else if (strcmp(key, "dns_block_rule") == 0)
+        rc = kv_set(rs, &rs->dns_block, &rs->ndns_block, value, key);
     else if (strcmp(key, "test") == 0 || strcmp(key, "reuse") == 0)
         rc = 0; /* rule QA only */
     else

@@ -44,7 +44,7 @@ static bool ipv4_private(const unsigned char *a)
 
 /* SpamAssassin's IP_PRIVATE: RFC 1918, loopback, link-local, CGN; IPv6 loopback, link-local,
  * unique-local and v4-mapped private addresses. */
-static bool ip_is_private(const char *ip)
+bool tamis__ip_is_private(const char *ip)
 {
     unsigned char a[16];
     if (inet_pton(AF_INET, ip, a) == 1)
@@ -202,8 +202,9 @@ static size_t synthetic_relays(const tamis_msg_t *m, tamis_arena_t *arena, tamis
         if (!r->ip)
             break;
         r->rdns = r->helo = r->by = r->ident = r->envfrom = r->id = r->auth = r->with = "";
-        r->ip_private = ip_is_private(ip);
+        r->ip_private = tamis__ip_is_private(ip);
         r->header = h;
+        r->originating = true;
         n++;
     }
     *out = v;

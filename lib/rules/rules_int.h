@@ -135,6 +135,9 @@ struct tamis_ruleset {
     /* URIDNSBL declarations (uridnsbl, urirhssub …), kept for the network layer */
     tamis__kv_t *uridnsbl;
     size_t nuridnsbl;
+    /* dns_block_rule lines ("RULE zone…" → directive), for the network layer */
+    tamis__kv_t *dns_block;
+    size_t ndns_block;
 
     /* loadplugin names, and plugins Tamis claims among them */
     char **plugins;

@@ -258,6 +258,7 @@ void tamis_rules_unref(tamis_ruleset_t *rs)
     for (int i = 0; i < 4; i++)
         free(rs->tags[i]);
     free(rs->uridnsbl);
+    free(rs->dns_block);
     pcre2_maketables_free(NULL, rs->tables);
     free(rs->plugins);
     pcre2_compile_context_free(rs->cctx);

@@ -571,8 +571,9 @@ static double run_eval(tamis__engine_t *e, const tamis__rule_t *r, const char **
         const tamis_rules_run_opts_t *o = e->opts;
         if (!o || !o->net_eval)
             return 0;
-        v = o->net_eval(o->net_ctx, r->name, r->func, (const char *const *)r->args, r->nargs) ? 1
-                                                                                              : 0;
+        v = o->net_eval(o->net_ctx, r->name, r->func, (const char *const *)r->args, r->nargs, log)
+                ? 1
+                : 0;
     } else {
         e->ctx.rule = r->name;
         e->ctx.rule_type = r->type;
@@ -703,12 +704,20 @@ static bool runnable(const tamis__engine_t *e, const tamis__rule_t *r)
     return true;
 }
 
-/* Is dependency d finished by the end of priority level p? */
+/* Net evals wait for DNS answers: with a net_eval callback they run after every other rule, so
+ * the regex work overlaps with the queries in flight (spec-rules §8). */
+static bool deferred(const tamis__engine_t *e, const tamis__rule_t *r)
+{
+    return r->kind == TAMIS__K_EVAL && r->ev && r->ev->net && e->opts && e->opts->net_eval;
+}
+
+/* Is dependency d finished by the end of priority level p? A deferred net eval is finished only
+ * once it has run, so its meta dependants wait for it; other metas are unaffected. */
 static bool dep_done(const tamis__engine_t *e, const tamis__rule_t *d, int p, bool final)
 {
     if (!runnable(e, d) || e->done[d->index])
         return true;
-    if (d->kind == TAMIS__K_META)
+    if (d->kind == TAMIS__K_META || deferred(e, d))
         return false;
     return final || d->priority <= p;
 }
@@ -740,13 +749,18 @@ static bool over_budget(tamis__engine_t *e)
 static void run_all(tamis__engine_t *e)
 {
     const tamis_ruleset_t *rs = e->rs;
-    size_t i = 0, ran = 0;
+    size_t i = 0, ran = 0, nnet = 0;
+    bool any_net = false;
     while (i < rs->norder && !e->oom) {
         int p = rs->rules[rs->order[i]]->priority;
         for (; i < rs->norder && rs->rules[rs->order[i]]->priority == p; i++) {
             const tamis__rule_t *r = rs->rules[rs->order[i]];
             if (!runnable(e, r))
                 continue;
+            if (deferred(e, r)) {
+                any_net = true;
+                continue;
+            }
             if ((ran++ & 15) == 0 && over_budget(e)) /* the clock every 16 rules */
                 return;
             const char *log = NULL;
@@ -755,6 +769,18 @@ static void run_all(tamis__engine_t *e)
             got_hit(e, r, v, log);
         }
         eval_metas(e, p, false);
+    }
+    /* The net evals, in rule order: the first one waits for the answers (the scan's callback). */
+    for (i = 0; any_net && i < rs->norder && !e->oom; i++) {
+        const tamis__rule_t *r = rs->rules[rs->order[i]];
+        if (!runnable(e, r) || !deferred(e, r))
+            continue;
+        if ((nnet++ & 15) == 0 && over_budget(e))
+            return;
+        const char *log = NULL;
+        double v = run_eval(e, r, &log);
+        e->done[r->index] = true;
+        got_hit(e, r, v, log);
     }
     eval_metas(e, 0, true);
 }

@@ -173,3 +173,16 @@ int tamis_scan_log_line(const tamis_scan_t *s, const char *id, tamis_buf_t *out)
     tamis_buf_printf(out, ",autolearn=%s,ms=%.1f", tamis_scan_autolearn(s), s->elapsed_ms);
     return out->err;
 }
+
+void tamis_scan_dns(const tamis_scan_t *s, tamis_scan_dns_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof(*out));
+    out->blocked_zones = "";
+    if (s) {
+        *out = s->dns;
+        if (!out->blocked_zones)
+            out->blocked_zones = "";
+    }
+}

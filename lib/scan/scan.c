@@ -189,12 +189,25 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
         rc = TAMIS_ENOMEM;
     if (!rc)
         rc = tamis_msg_parse(pdata, plen, &lim, &s->msg, err, errlen);
+    s->dns.blocked_zones = "";
     if (!rc) {
+        double parsed = tamis_now_ms();
         tamis_rules_run_opts_t ro = o->run;
+        tamis__dns_t *dns = NULL;
         rc = tamis__scan_bayes_classify(s, o, &ro);
         ro.score_set = score_set(s->conf, o, s->bayes.usable);
+        /* DNS first, so the answers arrive while the other rules run (docs/dns.md) */
+        if (!rc && o->net && !o->local_only && !s->conf->skip_rbl_checks && (ro.score_set & 1)) {
+            double deadline = parsed + s->conf->rbl_timeout * 1000.0;
+            if (ro.time_budget_ms > 0 && parsed + ro.time_budget_ms < deadline)
+                deadline = parsed + ro.time_budget_ms; /* never past the scan's own budget */
+            rc = tamis__dns_start(s, o->net, &ro, deadline, &dns);
+            ro.net_eval = dns ? tamis__dns_eval : NULL;
+            ro.net_ctx = dns;
+        }
         if (!rc)
             rc = tamis_rules_run(rs, s->msg, &ro, a, &s->result, err, errlen);
+        tamis__dns_end(dns, &s->dns);
     }
     if (!rc) {
         s->score = round3(s->result.score);

@@ -95,6 +95,7 @@ struct tamis_scan {
     double elapsed_ms;
 
     tamis__scan_bayes_t bayes;
+    tamis_scan_dns_t dns; /* the network tests' counters (dnsbl.c) */
 
     /* inputs of tags that need the message or the rules (filled by scan.c or tests) */
     tamis_rules_relays_t relays;    /* strings "" when unknown */
@@ -110,6 +111,20 @@ struct tamis_scan {
     char *report;          /* get_report() */
     char *preview;
 };
+
+/* ---- dnsbl.c: the network tests ------------------------------------------------------------ */
+
+typedef struct tamis__dns tamis__dns_t;
+/* Plans the queries of the scored network rules of s (parsed; run: score set and envelope
+ * sender) and starts them on net. *out is
+ * NULL when there is nothing to ask. Memory from s->arena. Errors: TAMIS_ENOMEM. */
+int tamis__dns_start(tamis_scan_t *s, tamis_net_t *net, const tamis_rules_run_opts_t *run,
+                     double deadline_ms, tamis__dns_t **out);
+/* The net_eval callback (ctx = the tamis__dns_t): the first call waits for the answers. */
+bool tamis__dns_eval(void *ctx, const char *rule, const char *func, const char *const *args,
+                     size_t nargs, const char **log);
+/* Stores the counters in *out and gives the batch up (pending queries cancelled). */
+void tamis__dns_end(tamis__dns_t *d, tamis_scan_dns_t *out);
 
 /* ---- text.c: SpamAssassin's string helpers ------------------------------------------------- */
 
