@@ -1,13 +1,15 @@
 /*
- * libFuzzer target for the Received-header parser (lib/msg) and the relay trust evaluation
- * (lib/rules' tamis_rules_relays), the code that picks the IPs the DNS blocklists are asked about.
+ * libFuzzer target for the Received-header parser (lib/msg), the relay trust evaluation
+ * (lib/rules' tamis_rules_relays) and the selection of the IPs the DNS blocklists are asked about
+ * (tamis_rules_dnsbl_ips, tamis_rules_dnsbl_select for every set-name suffix).
  *
  * The input is a header block: every line becomes a "Received: " field, except lines starting with
  * '!' (the rest of the line is a header field of its own, e.g. "!X-Originating-IP: [192.0.2.1]")
  * and lines starting with a blank (folded into the field above). A fixed From/Subject and a short
- * body follow. The message is parsed, every relay field read, then the chain is evaluated under
+ * body follow. The message is parsed and every relay field read; then the chain is evaluated under
  * each of a few trust configurations (none: inference; IPv4 and IPv6 trusted/internal networks,
- * exclusions, MSA networks, trailing-dot shorthand), loaded once.
+ * exclusions, MSA networks, trailing-dot shorthand, a small num_check_received), loaded once, and
+ * the DNSBL candidates are selected from it.
  */
 #include "tamis/msg.h"
 #include "tamis/rules.h"
@@ -24,18 +26,47 @@ static const char *const trust_confs[][4] = {
     {"trusted_networks [2001:db8::]/32 !10.1.0.0/16 10. 127.0.0.1", "msa_networks 198.51.100.0/24",
      NULL},
     {"internal_networks 203.0.113.0/25 ::1", "trusted_networks 203.0.113.0/24 !203.0.113.200",
-     NULL},
+     "num_check_received 2", NULL},
 };
 #define NCONF (sizeof(trust_confs) / sizeof(trust_confs[0]))
 
 static tamis_ruleset_t *sets[NCONF];
 static int loaded;
+/* check_rbl set names: each suffix selects differently (Plugin/DNSEval.pm) */
+static const char *const set_names[] = {"zen", "zen-lastexternal", "x-notfirsthop",
+                                        "x-firsttrusted", "x-untrusted"};
+#define NSEL 16
 static volatile size_t sink;
 
 static void touch_str(const char *s)
 {
     if (s)
         sink += strlen(s);
+}
+
+static void touch_list(const char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        touch_str(v[i]);
+}
+
+static void dnsbl_candidates(const tamis_ruleset_t *rs, const tamis_msg_t *m, tamis_arena_t *a)
+{
+    tamis_rules_dnsbl_ips_t ips;
+    if (tamis_rules_dnsbl_ips(rs, m, a, &ips) != 0)
+        return;
+    touch_list(ips.untrusted, ips.untrusted_count);
+    touch_list(ips.external, ips.external_count);
+    touch_list(ips.originating, ips.originating_count);
+    for (size_t s = 0; s < sizeof(set_names) / sizeof(set_names[0]); s++) {
+        for (int nice = 0; nice < 2; nice++) {
+            const char *sel[NSEL];
+            size_t n = tamis_rules_dnsbl_select(rs, &ips, set_names[s], nice, sel, NSEL);
+            if (n > NSEL)
+                abort(); /* wrote past the cap */
+            touch_list(sel, n);
+        }
+    }
 }
 
 static void load_sets(void)
@@ -53,7 +84,8 @@ static void load_sets(void)
     loaded = 1;
 }
 
-/* Appends the header block built from the input to out (which has room for it). */
+/* Appends the header block built from the input to out (which has room for it).
+ */
 static size_t build(const uint8_t *data, size_t size, char *out)
 {
     size_t o = 0;
@@ -109,8 +141,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         touch_str(r->id);
         touch_str(r->auth);
         touch_str(r->with);
-        sink += (size_t)r->date + r->ip_private + r->unparseable + r->skipped + r->fetch_marker +
-                r->originating;
+        sink += (size_t)r->date + r->ip_private + r->no_rdns + r->unparseable + r->skipped +
+                r->fetch_marker + r->originating;
         if (r->header)
             touch_str(r->header->raw);
     }
@@ -127,6 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             touch_str(out.last_external_ip);
             touch_str(out.first_trusted_ip);
         }
+        dnsbl_candidates(sets[c], m, a);
         tamis_arena_free(a);
     }
     tamis_msg_free(m);
