@@ -96,19 +96,24 @@ def filter_request(verb, body, version="1.5", headers=None):
 class Daemon:
     """A tamisd (or reference spamd) process on a free loopback port."""
 
-    def __init__(self, rules_dir, args=(), real=False, port=None, wait=True):
+    def __init__(self, rules_dir, args=(), real=False, port=None, wait=True, local=True):
+        """local: -L, no network tests (the default: without it the daemon would send DNS queries
+        to /etc/resolv.conf's servers; a network test passes local=False and a loopback
+        `dns_server`, see test_dnsbl.py)."""
         self.rules_dir = rules_dir
         self.port = port or free_port()
         self.real = real
         fd, self.logpath = tempfile.mkstemp(prefix="tamisd-log-")
         os.close(fd)
         if real:
-            argv = [SPAMD, "-C", rules_dir, "--siteconfigpath", "/etc/spamassassin", "-L", "-x",
+            argv = [SPAMD, "-C", rules_dir, "--siteconfigpath", "/etc/spamassassin", "-x",
                     "-i", "127.0.0.1", "-p", str(self.port), "-s", "stderr"]
         else:
             argv = [TAMISD, "-C", rules_dir, "-i", "127.0.0.1", "-p", str(self.port), "-m", "2"]
             if "-u" not in args:
                 argv += ROOT_ARGS
+        if local:
+            argv.append("-L")
         argv += list(args)
         self.log_file = open(self.logpath, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
