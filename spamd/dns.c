@@ -43,6 +43,8 @@ int tamisd_dns_start(uv_loop_t *loop, const tamis_conf_t *c, tamisd_dns_t **out)
     tamis_net_opts_t o;
     tamis_net_opts_default(&o);
     o.servers = *servers ? servers : NULL;
+    o.wait_begin = tamisd_cpu_release; /* a scan waiting for answers computes nothing */
+    o.wait_end = tamisd_cpu_acquire;
     /* No query outlives the scans' wait (rbl_timeout): it ends as a timeout then, so the
      * counters and the in-flight table reflect what the scans saw; the first try gets at most
      * half of it, leaving room for a retry. */

@@ -20,6 +20,32 @@
 
 static char bayes_dir[PATH_MAX]; /* "" = no Bayes; written once before the workers start */
 
+/* CPU slots. With network tests on, a scan spends most of its time waiting for DNS answers,
+ * which costs no CPU; so the pool has more threads than -m and these slots keep at most -m scans
+ * computing at once. A scan gives its slot up while it waits (the resolver's wait hooks) and
+ * takes one again when its answers are in, so lookups overlap instead of holding workers. */
+static uv_sem_t cpu_slots;
+static bool slots_on;
+
+void tamisd_jobs_start(unsigned cpu_workers, bool gated)
+{
+    slots_on = gated && cpu_workers > 0 && uv_sem_init(&cpu_slots, cpu_workers) == 0;
+}
+
+void tamisd_cpu_release(void *arg)
+{
+    (void)arg;
+    if (slots_on)
+        uv_sem_post(&cpu_slots);
+}
+
+void tamisd_cpu_acquire(void *arg)
+{
+    (void)arg;
+    if (slots_on)
+        uv_sem_wait(&cpu_slots);
+}
+
 int tamisd_bayes_start(const tamisd_opts_t *o, const tamis_ruleset_t *rs, char *err, size_t errlen)
 {
     bayes_dir[0] = '\0';
@@ -214,7 +240,7 @@ static void tell_run(tamisd_scan_t *j)
                      did_remove ? "local" : "");
 }
 
-void tamisd_scan_run(tamisd_scan_t *j)
+static void scan_run(tamisd_scan_t *j)
 {
     tamis_buf_init(&j->reply, 0);
     tamis_buf_init(&j->log, 0);
@@ -266,4 +292,11 @@ void tamisd_scan_clear(tamisd_scan_t *j)
 {
     tamis_buf_free(&j->reply);
     tamis_buf_free(&j->log);
+}
+
+void tamisd_scan_run(tamisd_scan_t *j)
+{
+    tamisd_cpu_acquire(NULL);
+    scan_run(j);
+    tamisd_cpu_release(NULL);
 }

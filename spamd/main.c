@@ -239,9 +239,20 @@ static long pool_size(const tamisd_opts_t *o)
     return n < 1 ? 1 : n > 1024 ? 1024 : n;
 }
 
-static void size_thread_pool(const tamisd_opts_t *o)
+/* Threads of the pool: -m of them compute at a time (job.c's CPU slots); with network tests on
+ * there are more, for the scans that wait for DNS answers meanwhile. */
+#define TAMISD_WAIT_THREADS_PER_WORKER 32
+static long scan_threads(const tamisd_opts_t *o)
 {
     long n = pool_size(o);
+    if (!o->local)
+        n *= TAMISD_WAIT_THREADS_PER_WORKER;
+    return n > 1024 ? 1024 : n;
+}
+
+static void size_thread_pool(const tamisd_opts_t *o)
+{
+    long n = scan_threads(o);
     char buf[24];
     snprintf(buf, sizeof buf, "%ld", n);
     /* libuv reads this once, when the pool starts: before any uv_queue_work */
@@ -363,7 +374,7 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
     /* from here on every file is the daemon's alone (pid file, Bayes store); the sockets are
      * bound already, so --socketpath keeps the mode it always had */
     umask(077);
-    if (tamisd_limits_start(&o->limits, (unsigned)pool_size(o), err, sizeof err) != 0)
+    if (tamisd_limits_start(&o->limits, (unsigned)scan_threads(o), err, sizeof err) != 0)
         tamisd_log(TAMISD_LOG_WARN, "%s", err);
     if (o->daemonize && daemonize() != 0) {
         tamisd_log(TAMISD_LOG_ERR, "cannot daemonize: %s", strerror(errno));
@@ -383,6 +394,7 @@ static int start_daemon(const tamisd_opts_t *o, tamis_ruleset_t *rs, const tamis
     if (tamisd_limits_drop_caps() != 0)
         tamisd_log(TAMISD_LOG_WARN, "cannot drop capabilities: %s", strerror(errno));
     size_thread_pool(o);
+    tamisd_jobs_start((unsigned)pool_size(o), !o->local);
     /* after fork and setuid: LMDB environments must not cross a fork, and files are the user's */
     if (tamisd_bayes_start(o, rs, err, sizeof err) != 0)
         tamisd_log(TAMISD_LOG_WARN, "Bayes disabled: %s", err);

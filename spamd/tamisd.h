@@ -471,6 +471,12 @@ void tamisd_scan_run(tamisd_scan_t *j);
  * use it from then on, one handle per worker thread and user. Returns 0, or a negative TAMIS_E*
  * (err set: Bayes stays off, the daemon runs on). */
 int tamisd_bayes_start(const tamisd_opts_t *o, const tamis_ruleset_t *rs, char *err, size_t errlen);
+/* CPU slots (job.c): at start-up, before the loop. gated: the pool has more threads than
+ * cpu_workers (network tests on), so at most cpu_workers scans compute at once; a scan releases
+ * its slot while it waits for DNS (tamis_net_opts_t wait hooks) and acquires one again after. */
+void tamisd_jobs_start(unsigned cpu_workers, bool gated);
+void tamisd_cpu_release(void *arg);
+void tamisd_cpu_acquire(void *arg);
 /* Frees the buffers of j (not j itself). */
 void tamisd_scan_clear(tamisd_scan_t *j);
 

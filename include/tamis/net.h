@@ -104,6 +104,12 @@ typedef struct {
     unsigned max_neg_ttl;  /* cap on negative TTLs (s); default 3600 */
     unsigned servfail_ttl; /* seconds SERVFAIL/REFUSED are cached; default 0 (not cached) */
     size_t max_inflight;   /* distinct queries in flight; beyond, TAMIS_ELIMIT; default 4096 */
+    /* Called by tamis_net_batch_wait on the waiting thread just before it blocks and just after
+     * it wakes (both or neither; arg = wait_arg). A daemon that runs more scan threads than
+     * cores lets a waiting scan give its CPU share to another (tamisd's CPU slots). NULL = none. */
+    void (*wait_begin)(void *arg);
+    void (*wait_end)(void *arg);
+    void *wait_arg;
 } tamis_net_opts_t;
 
 /* Fills o with the defaults above. */

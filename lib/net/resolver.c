@@ -849,6 +849,8 @@ size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t wan
 {
     if (!b)
         return 0;
+    const tamis_net_opts_t *o = &b->n->o;
+    bool hooked = false;
     uv_mutex_lock(&b->mu);
     if (want == 0 || want > b->count)
         want = b->count;
@@ -856,10 +858,19 @@ size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t wan
         double left = deadline_ms - tamis_now_ms();
         if (left <= 0)
             break;
+        if (!hooked && o->wait_begin && o->wait_end) { /* outside the lock: it may block */
+            hooked = true;
+            uv_mutex_unlock(&b->mu);
+            o->wait_begin(o->wait_arg);
+            uv_mutex_lock(&b->mu);
+            continue;
+        }
         uv_cond_timedwait(&b->cv, &b->mu, (uint64_t)(left * 1e6) + 1);
     }
     size_t done = b->done;
     uv_mutex_unlock(&b->mu);
+    if (hooked)
+        o->wait_end(o->wait_arg);
     return done;
 }
 
