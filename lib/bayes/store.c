@@ -58,7 +58,7 @@ typedef struct {
 } op_t;
 
 typedef struct {
-    uint64_t v[11];
+    uint64_t v[12];
 } magicv_t;
 
 enum {
@@ -72,12 +72,13 @@ enum {
     M_LEXPIRE,
     M_LDELTA,
     M_LREDUCE,
+    M_TOKMODE, /* Tamis: tamis_bayes_tokmode_t the tokens were made with (0 = SA) */
     M_COUNT
 };
 
 static const char *const magic_names[M_COUNT] = {
-    "DBVERSION", "NSPAM",           "NHAM",       "NTOKENS",        "OLDESTAGE",
-    "NEWESTAGE", "LASTJOURNALSYNC", "LASTEXPIRE", "LASTATIMEDELTA", "LASTEXPIREREDUCE"};
+    "DBVERSION",       "NSPAM",      "NHAM",           "NTOKENS",          "OLDESTAGE", "NEWESTAGE",
+    "LASTJOURNALSYNC", "LASTEXPIRE", "LASTATIMEDELTA", "LASTEXPIREREDUCE", "TOKENMODE"};
 
 struct tamis_bayes {
     env_entry_t *e;
@@ -800,8 +801,15 @@ int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_ba
     time_t at = tamis_bayes_msg_atime(m, now);
     if (at - now > 86400)
         at = now;
+    /* the store's token mode wins over the caller's: its tokens must stay comparable */
+    tamis_bayes_tokopts_t so;
+    if (o)
+        so = *o;
+    else
+        tamis_bayes_tokopts_default(&so);
+    so.mode = b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
     tamis_bayes_tokens_t *t;
-    int rc = tamis_bayes_tokenize_msg(m, o, &t, err, errlen);
+    int rc = tamis_bayes_tokenize_msg(m, &so, &t, err, errlen);
     if (rc)
         return rc;
     rc = tamis_bayes_learn_tokens(b, t, gen, mid, at, cls, no_relearn, err, errlen);
@@ -859,7 +867,50 @@ int tamis_bayes_magic(tamis_bayes_t *b, tamis_bayes_magic_t *out, char *err, siz
     out->last_expire = (uint32_t)m.v[M_LEXPIRE];
     out->last_expire_atime_delta = (uint32_t)m.v[M_LDELTA];
     out->last_expire_reduce = (uint32_t)m.v[M_LREDUCE];
+    out->token_mode = m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS ? TAMIS_BAYES_TOKMODE_TAMIS
+                                                                  : TAMIS_BAYES_TOKMODE_SA;
     return 0;
+}
+
+tamis_bayes_tokmode_t tamis_bayes_store_tokmode(tamis_bayes_t *b)
+{
+    tamis_bayes_magic_t m;
+    if (!b || tamis_bayes_magic(b, &m, NULL, 0) != 0)
+        return TAMIS_BAYES_TOKMODE_SA;
+    return m.token_mode;
+}
+
+static int run_write(tamis_bayes_t *b, int (*fn)(tamis_bayes_t *, void *), void *ctx, char *err,
+                     size_t errlen);
+
+typedef struct {
+    tamis_bayes_tokmode_t mode;
+    char *err;
+    size_t errlen;
+} tokmode_ctx_t;
+
+static int tokmode_fn(tamis_bayes_t *b, void *ctx)
+{
+    tokmode_ctx_t *x = ctx;
+    if (b->mg.v[M_TOKMODE] == (uint64_t)x->mode)
+        return 0;
+    if (b->mg.v[M_NSPAM] || b->mg.v[M_NHAM] || b->mg.v[M_NTOKENS])
+        return tamis_seterr(x->err, x->errlen, TAMIS_EINVAL,
+                            "bayes: the store holds tokens of mode '%s'; clear it to change the "
+                            "token mode",
+                            tamis_bayes_tokmode_name((tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE]));
+    b->mg.v[M_TOKMODE] = (uint64_t)x->mode;
+    return 0;
+}
+
+int tamis_bayes_set_tokmode(tamis_bayes_t *b, tamis_bayes_tokmode_t mode, char *err, size_t errlen)
+{
+    if (!b || (mode != TAMIS_BAYES_TOKMODE_SA && mode != TAMIS_BAYES_TOKMODE_TAMIS))
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad token mode");
+    if (tamis_bayes_store_tokmode(b) == mode)
+        return 0;
+    tokmode_ctx_t x = {mode, err, errlen};
+    return run_write(b, tokmode_fn, &x, err, errlen);
 }
 
 static int run_write(tamis_bayes_t *b, int (*fn)(tamis_bayes_t *, void *), void *ctx, char *err,
@@ -1406,6 +1457,9 @@ int tamis_bayes_backup(tamis_bayes_t *b, tamis_bayes_write_fn w, void *ctx, char
     out_printf(&o, "v\t%u\tdb_version # this must be the first line!!!\n", DB_VERSION);
     out_printf(&o, "v\t%llu\tnum_spam\n", (unsigned long long)m.v[M_NSPAM]);
     out_printf(&o, "v\t%llu\tnum_nonspam\n", (unsigned long long)m.v[M_NHAM]);
+    /* Tamis: the token mode when it is not SA's (SpamAssassin skips unknown v lines) */
+    if (m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS)
+        out_printf(&o, "v\t%u\ttoken_mode_tamis\n", 1u);
     /* a long read txn here is fine: LMDB readers never block the writer */
     for (int db = 0; db < 2 && rc == 0 && b->have_dbi && !o.err; db++) {
         MDB_cursor *cur;
@@ -1466,6 +1520,10 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
             snprintf(text, sizeof text, "non-token data: %s", lines[i].text);
             out_printf(&o, DUMP_LINE_FMT, 0.0, 0u, (unsigned)m.v[lines[i].idx], 0u, text);
         }
+        /* Tamis: only for the non-SA mode, so that SA-mode dumps stay sa-learn's */
+        if (m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS)
+            out_printf(&o, DUMP_LINE_FMT, 0.0, 0u, (unsigned)m.v[M_TOKMODE], 0u,
+                       "non-token data: token mode tamis");
     }
     if ((what & TAMIS_BAYES_DUMP_DATA) && b->have_dbi && rc == 0) {
         MDB_cursor *cur;
@@ -1626,6 +1684,8 @@ static int restore_fn(tamis_bayes_t *b, void *vctx)
             } else if (fl[2] == 11 && memcmp(f[2], "num_nonspam", 11) == 0) {
                 nham = (uint64_t)v;
                 have_ham = true;
+            } else if (fl[2] == 16 && memcmp(f[2], "token_mode_tamis", 16) == 0) {
+                b->mg.v[M_TOKMODE] = v ? TAMIS_BAYES_TOKMODE_TAMIS : TAMIS_BAYES_TOKMODE_SA;
             } else {
                 x->rep->skipped++;
             }
