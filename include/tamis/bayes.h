@@ -253,7 +253,10 @@ int tamis_bayes_classify_detail(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
                                 size_t errlen);
 
 /* SA's tok_touch_all: raises the atime of these tokens to atime (never lowers it; unknown tokens
- * are ignored), in one write transaction or in the open batch. keys holds n 5-byte keys. */
+ * are ignored), in one write transaction or in the open batch. keys holds n 5-byte keys.
+ * Tokens whose atime is less than 12 h older than atime are left as they are (expiry's finest
+ * step is 12 h), and outside a batch the keys are first looked up in a read transaction: when
+ * none would move, no write transaction happens (most scans of a busy store). */
 int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
                       size_t errlen);
 

@@ -27,7 +27,8 @@
 #define MAGIC_PREFIX "\x0D\x01\x07\x09\x03"
 #define MAGIC_PREFIX_LEN 5
 #define DB_VERSION 3
-#define MAX_MSGID 480 /* LMDB's default max key size is 511 */
+#define TOUCH_SLACK 43200 /* seconds: tamis_bayes_touch() leaves atimes this recent alone */
+#define MAX_MSGID 480     /* LMDB's default max key size is 511 */
 #define EXPIRY_PERIOD 43200u
 #define EXPIRY_MAX_MULT 512u
 
@@ -1127,6 +1128,7 @@ typedef struct {
     const uint8_t *keys;
     size_t n;
     uint32_t atime;
+    uint32_t floor; /* atimes at or above it are left alone (floor <= atime) */
 } touch_ctx_t;
 
 static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
@@ -1138,7 +1140,7 @@ static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
             continue;
         if (rc)
             return rc;
-        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->atime)
+        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->floor)
             continue;
         uint8_t v[12];
         memcpy(v, val.mv_data, 8);
@@ -1158,6 +1160,31 @@ static int touch_fn(tamis_bayes_t *b, void *ctx)
     return touch_apply(b, ctx);
 }
 
+/* Whether any known key's atime is older than x->atime (read transaction, no writer lock). */
+static int touch_needed(tamis_bayes_t *b, const touch_ctx_t *x, bool *needed)
+{
+    *needed = false;
+    if (!b->have_dbi)
+        return 0;
+    MDB_txn *txn;
+    int rc = begin_read(b, &txn);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < x->n && !*needed; i++) {
+        MDB_val key = {TAMIS_BAYES_KEY_LEN, (void *)(x->keys + i * TAMIS_BAYES_KEY_LEN)}, val;
+        rc = mdb_get(txn, b->tok, &key, &val);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
+        *needed = val.mv_size >= 12 && get_u64((const uint8_t *)val.mv_data + 8, 4) < x->floor;
+    }
+    end_read(b, txn);
+    return rc;
+}
+
 int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
                       size_t errlen)
 {
@@ -1165,8 +1192,11 @@ int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t at
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad touch arguments");
     if (!n)
         return 0;
-    touch_ctx_t x = {keys, n,
-                     atime < 0 ? 0 : (atime > (time_t)UINT32_MAX ? UINT32_MAX : (uint32_t)atime)};
+    uint32_t at = atime < 0 ? 0 : (atime > (time_t)UINT32_MAX ? UINT32_MAX : (uint32_t)atime);
+    /* Tokens touched less than TOUCH_SLACK ago are left alone, so that the scans of a busy
+     * store mostly write nothing; expiry works in steps of 12 h or more, which this cannot
+     * change. */
+    touch_ctx_t x = {keys, n, at, at > TOUCH_SLACK ? at - TOUCH_SLACK + 1 : 0};
     if (b->wtxn) {
         /* inside a batch: a full map aborts the txn, so grow and replay the batch's learns;
          * the touch itself is dropped (a lost atime update is harmless) */
@@ -1175,6 +1205,14 @@ int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t at
             rc = regrow_and_replay(b);
         return rc ? lmdb_err(err, errlen, rc, "touch") : 0;
     }
+    /* outside a batch, look first in a read transaction: a write transaction (writer lock,
+     * magic records, fsync at commit) only when some atime actually moves */
+    bool needed = false;
+    int rc = touch_needed(b, &x, &needed);
+    if (rc)
+        return lmdb_err(err, errlen, rc, "touch");
+    if (!needed)
+        return 0;
     return run_write(b, touch_fn, &x, err, errlen);
 }
 

@@ -601,16 +601,25 @@ static void test_classify(void **state)
     for (size_t i = 0; i < nused; i++)
         memcpy(keys + i * TAMIS_BAYES_KEY_LEN, used[i].key, TAMIS_BAYES_KEY_LEN);
     free(used);
-    assert_int_equal(tamis_bayes_touch(b, keys, 5, 5000, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000, err, sizeof err), 0);
     assert_int_equal(tamis_bayes_touch(b, keys, 5, 50, err, sizeof err), 0); /* never lowers */
+    /* less than 12 h later: left alone (no write at all) */
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000 + 43199, err, sizeof err), 0);
     assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
                      0);
     for (size_t i = 0; i < nused; i++)
-        assert_int_equal(used[i].atime, 5000);
+        assert_int_equal(used[i].atime, 100000);
     free(used);
     tamis_bayes_magic_t mg;
     assert_int_equal(tamis_bayes_magic(b, &mg, err, sizeof err), 0);
-    assert_int_equal(mg.newest_atime, 5000);
+    assert_int_equal(mg.newest_atime, 100000);
+    /* 12 h later: raised */
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000 + 43200, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
+                     0);
+    for (size_t i = 0; i < nused; i++)
+        assert_int_equal(used[i].atime, 143200);
+    free(used);
     /* unknown tokens only: no result */
     tamis_bayes_tokens_t *tu = NULL;
     assert_int_equal(
