@@ -41,6 +41,11 @@ typedef struct {
     bool tty;
 } run_t;
 
+/* Tokenizer options of every learn/classify/--tokens call (the store's recorded mode unless
+ * --token-mode says otherwise). */
+static tamis_bayes_tokopts_t g_tok;
+static bool tokmode_set;
+
 static const char usage_text[] =
     "Usage:\n"
     "    tamis-learn [options] [file]...\n"
@@ -71,6 +76,7 @@ static const char usage_text[] =
     "     --map-size <bytes>    Initial LMDB map size (grows when full; default 64 MiB)\n"
     "     --classify            Print the Bayes probability of each target (Tamis extension)\n"
     "     --tokens FILE...      Print the tokens of messages (Tamis extension)\n"
+    "     --token-mode sa|tamis Tokenizer mode (Tamis extension; default: the store's)\n"
     "     -q, --quiet           No summary line\n"
     "     -V, --version         Print version\n"
     "     -h, --help            Print usage message\n";
@@ -162,8 +168,8 @@ static int learn_one(run_t *r, const char *data, size_t len, const char *where)
         r->failed++;
         return commit_if_due(r, false); /* batches count examined messages */
     }
-    int rc =
-        tamis_bayes_learn_msg(r->db, m, NULL, (tamis_bayes_class_t)r->cls, false, err, sizeof err);
+    int rc = tamis_bayes_learn_msg(r->db, m, &g_tok, (tamis_bayes_class_t)r->cls, false, err,
+                                   sizeof err);
     tamis_msg_free(m);
     if (rc < 0) {
         fprintf(stderr, "tamis-learn: %s: %s\n", where, err);
@@ -390,7 +396,7 @@ static int print_tokens(const char *path)
     tamis_bayes_tokens_t *t = NULL;
     int rc = parse_for_learning(data, len, &m, err, sizeof err);
     if (rc == 0)
-        rc = tamis_bayes_tokenize_msg(m, NULL, &t, err, sizeof err);
+        rc = tamis_bayes_tokenize_msg(m, &g_tok, &t, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "tamis-learn: %s: %s\n", path, err);
         free(data);
@@ -426,7 +432,7 @@ static int classify_files(tamis_bayes_t *db, char **files, size_t n)
         tamis_bayes_result_t res;
         if (read_maybe_gz(files[i], &data, &len, err, sizeof err) < 0 ||
             parse_for_learning(data, len, &m, err, sizeof err) < 0 ||
-            tamis_bayes_tokenize_msg(m, NULL, &t, err, sizeof err) < 0 ||
+            tamis_bayes_tokenize_msg(m, &g_tok, &t, err, sizeof err) < 0 ||
             tamis_bayes_classify(db, t, NULL, &res, err, sizeof err) < 0) {
             fprintf(stderr, "tamis-learn: %s: %s\n", files[i], err);
             status = 1;
@@ -466,6 +472,7 @@ enum {
     O_NOSYNC,
     O_MAPSIZE,
     O_REGEXP,
+    O_TOKMODE,
 };
 
 int main(int argc, char **argv)
@@ -517,8 +524,10 @@ int main(int argc, char **argv)
         {"tokens", required_argument, NULL, O_TOKENS},
         {"classify", no_argument, NULL, O_CLASSIFY},
         {"map-size", required_argument, NULL, O_MAPSIZE},
+        {"token-mode", required_argument, NULL, O_TOKMODE},
         {NULL, 0, NULL, 0},
     };
+    tamis_bayes_tokopts_default(&g_tok);
     run_t r = {.cls = -1, .max_size = 500 * 1024, .batch = 1000};
     const char *dbpath = DEFAULT_DBPATH, *user = NULL, *dump = NULL, *restore = NULL;
     const char *folders = NULL, *regexp = NULL;
@@ -544,6 +553,17 @@ int main(int argc, char **argv)
             tcls[ntargets] = r.cls;
             targets[ntargets++] = optarg;
             break;
+        case O_TOKMODE: {
+            int md = tamis_bayes_tokmode_parse(optarg);
+            if (md < 0) {
+                free(targets);
+                free(tcls);
+                return usage("--token-mode takes sa or tamis");
+            }
+            g_tok.mode = (tamis_bayes_tokmode_t)md;
+            tokmode_set = true;
+            break;
+        }
         case O_SPAM:
             r.cls = TAMIS_BAYES_SPAM;
             break;
@@ -680,6 +700,17 @@ int main(int argc, char **argv)
         free(tcls);
         return 255;
     }
+    /* --token-mode records the mode in a store that has learned nothing yet (else it must match);
+     * every learn/classify then tokenizes in the store's mode */
+    if (tokmode_set && !do_classify && !bo.read_only && ntargets &&
+        tamis_bayes_set_tokmode(r.db, g_tok.mode, err, sizeof err) != 0) {
+        fprintf(stderr, "ERROR: %s\n", err);
+        tamis_bayes_close(r.db);
+        free(targets);
+        free(tcls);
+        return 255;
+    }
+    g_tok.mode = tamis_bayes_store_tokmode(r.db);
     if (do_classify) {
         status = classify_files(r.db, targets, ntargets);
         goto out;

@@ -50,7 +50,23 @@ typedef struct {
     const char *value;
 } tamis_bayes_meta_t;
 
+/* Tokenizer modes (bayes_token_mode). SA: SpamAssassin's tokens exactly (imported databases,
+ * sa-learn --restore). TAMIS: the SA tokens plus word pairs of the visible body text in a sliding
+ * window ("2:<w1> <w2>" adjacent, "3:<w1> <w3>" one word skipped, OSB-style as in CRM114/Rspamd);
+ * pair words are ASCII-lower-cased, stripped of punctuation, stop words kept. */
+typedef enum {
+    TAMIS_BAYES_TOKMODE_SA = 0,
+    TAMIS_BAYES_TOKMODE_TAMIS = 1,
+} tamis_bayes_tokmode_t;
+
+/* "sa" / "tamis" <-> mode; parse returns -1 for an unknown name. */
+int tamis_bayes_tokmode_parse(const char *name);
+const char *tamis_bayes_tokmode_name(tamis_bayes_tokmode_t m);
+
 typedef struct {
+    tamis_bayes_tokmode_t mode;     /* default TAMIS_BAYES_TOKMODE_SA */
+    unsigned pair_window;           /* TAMIS mode: 2 = adjacent pairs, 3 = also skip-1 pairs
+                                       (default 3; 0 = the mode's default) */
     unsigned sources;               /* TAMIS_BAYES_SRC_* (default TAMIS_BAYES_SRC_DEFAULT) */
     unsigned max_token_length;      /* bayes_max_token_length (default 15, bounds 3..200) */
     bool stopwords;                 /* English stop-word list (default true) */
@@ -141,9 +157,18 @@ typedef struct {
     uint64_t nspam, nham, ntokens;
     uint32_t oldest_atime, newest_atime;
     uint32_t last_journal_sync, last_expire, last_expire_atime_delta, last_expire_reduce;
+    tamis_bayes_tokmode_t token_mode; /* Tamis: the mode its tokens were made with */
 } tamis_bayes_magic_t;
 
 int tamis_bayes_magic(tamis_bayes_t *b, tamis_bayes_magic_t *out, char *err, size_t errlen);
+
+/* The store's token mode (SA for stores that never recorded one, and on errors). Learning
+ * (tamis_bayes_learn_msg) and scanning tokenize in this mode whatever the caller's tokopts say. */
+tamis_bayes_tokmode_t tamis_bayes_store_tokmode(tamis_bayes_t *b);
+/* Records the token mode of a store. Changing it needs an empty store (nothing learned, no
+ * tokens): else TAMIS_EINVAL. Not while a batch is open. tamis_bayes_clear() resets it to SA;
+ * tamis_bayes_restore() sets it from the backup (a "v 1 token_mode_tamis" line, else SA). */
+int tamis_bayes_set_tokmode(tamis_bayes_t *b, tamis_bayes_tokmode_t mode, char *err, size_t errlen);
 
 /* Current map size in bytes (to observe growth). */
 size_t tamis_bayes_map_size(tamis_bayes_t *b);
@@ -228,7 +253,10 @@ int tamis_bayes_classify_detail(tamis_bayes_t *b, const tamis_bayes_tokens_t *t,
                                 size_t errlen);
 
 /* SA's tok_touch_all: raises the atime of these tokens to atime (never lowers it; unknown tokens
- * are ignored), in one write transaction or in the open batch. keys holds n 5-byte keys. */
+ * are ignored), in one write transaction or in the open batch. keys holds n 5-byte keys.
+ * Tokens whose atime is less than 12 h older than atime are left as they are (expiry's finest
+ * step is 12 h), and outside a batch the keys are first looked up in a read transaction: when
+ * none would move, no write transaction happens (most scans of a busy store). */
 int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
                       size_t errlen);
 

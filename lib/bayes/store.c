@@ -27,7 +27,8 @@
 #define MAGIC_PREFIX "\x0D\x01\x07\x09\x03"
 #define MAGIC_PREFIX_LEN 5
 #define DB_VERSION 3
-#define MAX_MSGID 480 /* LMDB's default max key size is 511 */
+#define TOUCH_SLACK 43200 /* seconds: tamis_bayes_touch() leaves atimes this recent alone */
+#define MAX_MSGID 480     /* LMDB's default max key size is 511 */
 #define EXPIRY_PERIOD 43200u
 #define EXPIRY_MAX_MULT 512u
 
@@ -58,7 +59,7 @@ typedef struct {
 } op_t;
 
 typedef struct {
-    uint64_t v[11];
+    uint64_t v[12];
 } magicv_t;
 
 enum {
@@ -72,12 +73,13 @@ enum {
     M_LEXPIRE,
     M_LDELTA,
     M_LREDUCE,
+    M_TOKMODE, /* Tamis: tamis_bayes_tokmode_t the tokens were made with (0 = SA) */
     M_COUNT
 };
 
 static const char *const magic_names[M_COUNT] = {
-    "DBVERSION", "NSPAM",           "NHAM",       "NTOKENS",        "OLDESTAGE",
-    "NEWESTAGE", "LASTJOURNALSYNC", "LASTEXPIRE", "LASTATIMEDELTA", "LASTEXPIREREDUCE"};
+    "DBVERSION",       "NSPAM",      "NHAM",           "NTOKENS",          "OLDESTAGE", "NEWESTAGE",
+    "LASTJOURNALSYNC", "LASTEXPIRE", "LASTATIMEDELTA", "LASTEXPIREREDUCE", "TOKENMODE"};
 
 struct tamis_bayes {
     env_entry_t *e;
@@ -800,8 +802,15 @@ int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_ba
     time_t at = tamis_bayes_msg_atime(m, now);
     if (at - now > 86400)
         at = now;
+    /* the store's token mode wins over the caller's: its tokens must stay comparable */
+    tamis_bayes_tokopts_t so;
+    if (o)
+        so = *o;
+    else
+        tamis_bayes_tokopts_default(&so);
+    so.mode = b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
     tamis_bayes_tokens_t *t;
-    int rc = tamis_bayes_tokenize_msg(m, o, &t, err, errlen);
+    int rc = tamis_bayes_tokenize_msg(m, &so, &t, err, errlen);
     if (rc)
         return rc;
     rc = tamis_bayes_learn_tokens(b, t, gen, mid, at, cls, no_relearn, err, errlen);
@@ -859,7 +868,50 @@ int tamis_bayes_magic(tamis_bayes_t *b, tamis_bayes_magic_t *out, char *err, siz
     out->last_expire = (uint32_t)m.v[M_LEXPIRE];
     out->last_expire_atime_delta = (uint32_t)m.v[M_LDELTA];
     out->last_expire_reduce = (uint32_t)m.v[M_LREDUCE];
+    out->token_mode = m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS ? TAMIS_BAYES_TOKMODE_TAMIS
+                                                                  : TAMIS_BAYES_TOKMODE_SA;
     return 0;
+}
+
+tamis_bayes_tokmode_t tamis_bayes_store_tokmode(tamis_bayes_t *b)
+{
+    tamis_bayes_magic_t m;
+    if (!b || tamis_bayes_magic(b, &m, NULL, 0) != 0)
+        return TAMIS_BAYES_TOKMODE_SA;
+    return m.token_mode;
+}
+
+static int run_write(tamis_bayes_t *b, int (*fn)(tamis_bayes_t *, void *), void *ctx, char *err,
+                     size_t errlen);
+
+typedef struct {
+    tamis_bayes_tokmode_t mode;
+    char *err;
+    size_t errlen;
+} tokmode_ctx_t;
+
+static int tokmode_fn(tamis_bayes_t *b, void *ctx)
+{
+    tokmode_ctx_t *x = ctx;
+    if (b->mg.v[M_TOKMODE] == (uint64_t)x->mode)
+        return 0;
+    if (b->mg.v[M_NSPAM] || b->mg.v[M_NHAM] || b->mg.v[M_NTOKENS])
+        return tamis_seterr(x->err, x->errlen, TAMIS_EINVAL,
+                            "bayes: the store holds tokens of mode '%s'; clear it to change the "
+                            "token mode",
+                            tamis_bayes_tokmode_name((tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE]));
+    b->mg.v[M_TOKMODE] = (uint64_t)x->mode;
+    return 0;
+}
+
+int tamis_bayes_set_tokmode(tamis_bayes_t *b, tamis_bayes_tokmode_t mode, char *err, size_t errlen)
+{
+    if (!b || (mode != TAMIS_BAYES_TOKMODE_SA && mode != TAMIS_BAYES_TOKMODE_TAMIS))
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad token mode");
+    if (tamis_bayes_store_tokmode(b) == mode)
+        return 0;
+    tokmode_ctx_t x = {mode, err, errlen};
+    return run_write(b, tokmode_fn, &x, err, errlen);
 }
 
 static int run_write(tamis_bayes_t *b, int (*fn)(tamis_bayes_t *, void *), void *ctx, char *err,
@@ -1076,6 +1128,7 @@ typedef struct {
     const uint8_t *keys;
     size_t n;
     uint32_t atime;
+    uint32_t floor; /* atimes at or above it are left alone (floor <= atime) */
 } touch_ctx_t;
 
 static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
@@ -1087,7 +1140,7 @@ static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
             continue;
         if (rc)
             return rc;
-        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->atime)
+        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->floor)
             continue;
         uint8_t v[12];
         memcpy(v, val.mv_data, 8);
@@ -1107,6 +1160,31 @@ static int touch_fn(tamis_bayes_t *b, void *ctx)
     return touch_apply(b, ctx);
 }
 
+/* Whether any known key's atime is older than x->atime (read transaction, no writer lock). */
+static int touch_needed(tamis_bayes_t *b, const touch_ctx_t *x, bool *needed)
+{
+    *needed = false;
+    if (!b->have_dbi)
+        return 0;
+    MDB_txn *txn;
+    int rc = begin_read(b, &txn);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < x->n && !*needed; i++) {
+        MDB_val key = {TAMIS_BAYES_KEY_LEN, (void *)(x->keys + i * TAMIS_BAYES_KEY_LEN)}, val;
+        rc = mdb_get(txn, b->tok, &key, &val);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
+        *needed = val.mv_size >= 12 && get_u64((const uint8_t *)val.mv_data + 8, 4) < x->floor;
+    }
+    end_read(b, txn);
+    return rc;
+}
+
 int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t atime, char *err,
                       size_t errlen)
 {
@@ -1114,8 +1192,11 @@ int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t at
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad touch arguments");
     if (!n)
         return 0;
-    touch_ctx_t x = {keys, n,
-                     atime < 0 ? 0 : (atime > (time_t)UINT32_MAX ? UINT32_MAX : (uint32_t)atime)};
+    uint32_t at = atime < 0 ? 0 : (atime > (time_t)UINT32_MAX ? UINT32_MAX : (uint32_t)atime);
+    /* Tokens touched less than TOUCH_SLACK ago are left alone, so that the scans of a busy
+     * store mostly write nothing; expiry works in steps of 12 h or more, which this cannot
+     * change. */
+    touch_ctx_t x = {keys, n, at, at > TOUCH_SLACK ? at - TOUCH_SLACK + 1 : 0};
     if (b->wtxn) {
         /* inside a batch: a full map aborts the txn, so grow and replay the batch's learns;
          * the touch itself is dropped (a lost atime update is harmless) */
@@ -1124,6 +1205,14 @@ int tamis_bayes_touch(tamis_bayes_t *b, const uint8_t *keys, size_t n, time_t at
             rc = regrow_and_replay(b);
         return rc ? lmdb_err(err, errlen, rc, "touch") : 0;
     }
+    /* outside a batch, look first in a read transaction: a write transaction (writer lock,
+     * magic records, fsync at commit) only when some atime actually moves */
+    bool needed = false;
+    int rc = touch_needed(b, &x, &needed);
+    if (rc)
+        return lmdb_err(err, errlen, rc, "touch");
+    if (!needed)
+        return 0;
     return run_write(b, touch_fn, &x, err, errlen);
 }
 
@@ -1406,6 +1495,9 @@ int tamis_bayes_backup(tamis_bayes_t *b, tamis_bayes_write_fn w, void *ctx, char
     out_printf(&o, "v\t%u\tdb_version # this must be the first line!!!\n", DB_VERSION);
     out_printf(&o, "v\t%llu\tnum_spam\n", (unsigned long long)m.v[M_NSPAM]);
     out_printf(&o, "v\t%llu\tnum_nonspam\n", (unsigned long long)m.v[M_NHAM]);
+    /* Tamis: the token mode when it is not SA's (SpamAssassin skips unknown v lines) */
+    if (m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS)
+        out_printf(&o, "v\t%u\ttoken_mode_tamis\n", 1u);
     /* a long read txn here is fine: LMDB readers never block the writer */
     for (int db = 0; db < 2 && rc == 0 && b->have_dbi && !o.err; db++) {
         MDB_cursor *cur;
@@ -1466,6 +1558,10 @@ int tamis_bayes_dump(tamis_bayes_t *b, unsigned what, tamis_bayes_write_fn w, vo
             snprintf(text, sizeof text, "non-token data: %s", lines[i].text);
             out_printf(&o, DUMP_LINE_FMT, 0.0, 0u, (unsigned)m.v[lines[i].idx], 0u, text);
         }
+        /* Tamis: only for the non-SA mode, so that SA-mode dumps stay sa-learn's */
+        if (m.v[M_TOKMODE] == TAMIS_BAYES_TOKMODE_TAMIS)
+            out_printf(&o, DUMP_LINE_FMT, 0.0, 0u, (unsigned)m.v[M_TOKMODE], 0u,
+                       "non-token data: token mode tamis");
     }
     if ((what & TAMIS_BAYES_DUMP_DATA) && b->have_dbi && rc == 0) {
         MDB_cursor *cur;
@@ -1626,6 +1722,8 @@ static int restore_fn(tamis_bayes_t *b, void *vctx)
             } else if (fl[2] == 11 && memcmp(f[2], "num_nonspam", 11) == 0) {
                 nham = (uint64_t)v;
                 have_ham = true;
+            } else if (fl[2] == 16 && memcmp(f[2], "token_mode_tamis", 16) == 0) {
+                b->mg.v[M_TOKMODE] = v ? TAMIS_BAYES_TOKMODE_TAMIS : TAMIS_BAYES_TOKMODE_SA;
             } else {
                 x->rep->skipped++;
             }

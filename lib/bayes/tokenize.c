@@ -8,6 +8,7 @@
 #include "bayes/bayes_int.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,6 +18,20 @@
 #define MAX_LINE 65536 /* bytes of one line/header value tokenized (SA lines are <= 2 KiB) */
 
 enum { REG_HDR = 0, REG_BODY = 1, REG_URI = 2 };
+
+int tamis_bayes_tokmode_parse(const char *name)
+{
+    if (name && !strcasecmp(name, "sa"))
+        return TAMIS_BAYES_TOKMODE_SA;
+    if (name && !strcasecmp(name, "tamis"))
+        return TAMIS_BAYES_TOKMODE_TAMIS;
+    return -1;
+}
+
+const char *tamis_bayes_tokmode_name(tamis_bayes_tokmode_t m)
+{
+    return m == TAMIS_BAYES_TOKMODE_TAMIS ? "tamis" : "sa";
+}
 
 void tamis_bayes_tokopts_default(tamis_bayes_tokopts_t *o)
 {
@@ -202,6 +217,9 @@ typedef struct {
     const tamis_bayes_tokopts_t *o;
     tamis_buf_t a, b, tok; /* scratch */
     size_t added;          /* tokens produced in the current region (for the caps) */
+    unsigned window;       /* TAMIS mode pair window (0 = no pairs) */
+    char prev[2][64];      /* last two pair words of the body region (most recent first) */
+    size_t prevlen[2];
     int err;
 } tctx_t;
 
@@ -523,6 +541,49 @@ static void do_word(tctx_t *c, const char *w, size_t n, const char *prefix, int 
     emit(c, prefix, w, n);
 }
 
+/* TAMIS mode: word pairs of the visible body in a sliding window. w is a raw word (split on
+ * whitespace after the character filter); it is trimmed, ASCII-lower-cased and stripped of
+ * non-word bytes (UTF-8 bytes kept), then cut to max_token_length bytes on a character boundary.
+ * Pairs do not count towards the region cap (the unigram stream keeps SA's caps). */
+static void pair_word(tctx_t *c, const char *w, size_t n)
+{
+    char cur[64];
+    size_t len = 0,
+           max = c->o->max_token_length < sizeof cur - 1 ? c->o->max_token_length : sizeof cur - 1;
+    for (size_t i = 0; i < n && len < max; i++) {
+        unsigned char ch = (unsigned char)w[i];
+        if (is_w(ch) || ch >= 0x80)
+            cur[len++] = is_upper(ch) ? (char)(ch - 'A' + 'a') : (char)ch;
+    }
+    /* do not end inside a UTF-8 sequence */
+    size_t k = len;
+    while (k && is_cont((unsigned char)cur[k - 1]))
+        k--;
+    if (k && (unsigned char)cur[k - 1] >= 0xC0) {
+        unsigned char lead = (unsigned char)cur[k - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+        if (len - (k - 1) < need)
+            len = k - 1;
+    }
+    if (!len)
+        return;
+    size_t saved = c->added;
+    char buf[140];
+    for (unsigned d = 0; d + 1 < c->window && d < 2; d++) {
+        if (!c->prevlen[d])
+            continue;
+        int m = snprintf(buf, sizeof buf, "%u:%.*s %.*s", d + 2, (int)c->prevlen[d], c->prev[d],
+                         (int)len, cur);
+        if (m > 0 && (size_t)m < sizeof buf)
+            emit(c, "", buf, (size_t)m);
+    }
+    c->added = saved;
+    memcpy(c->prev[1], c->prev[0], c->prevlen[0]);
+    c->prevlen[1] = c->prevlen[0];
+    memcpy(c->prev[0], cur, len);
+    c->prevlen[0] = len;
+}
+
 /* _tokenize_line */
 static void tokenize_line(tctx_t *c, const char *s, size_t n, const char *prefix, int region)
 {
@@ -556,8 +617,11 @@ static void tokenize_line(tctx_t *c, const char *s, size_t n, const char *prefix
         size_t st = i;
         while (i < len && !is_s((unsigned char)line[i]))
             i++;
-        if (i > st)
+        if (i > st) {
+            if (c->window && region == REG_BODY && !*prefix)
+                pair_word(c, line + st, i - st);
             do_word(c, line + st, i - st, prefix, region);
+        }
     }
     free(line);
 }
@@ -1523,6 +1587,9 @@ static void ctx_init(tctx_t *c, tamis_bayes_tokens_t *set, const tamis_bayes_tok
     memset(c, 0, sizeof *c);
     c->set = set;
     c->o = o;
+    if (o->mode == TAMIS_BAYES_TOKMODE_TAMIS) {
+        c->window = o->pair_window ? o->pair_window : 3;
+    }
     tamis_buf_init(&c->a, 0);
     tamis_buf_init(&c->b, 0);
     tamis_buf_init(&c->tok, 0);
@@ -1540,6 +1607,7 @@ static void tokenize_lines(tctx_t *c, const char *s, size_t n, const char *prefi
                            size_t cap)
 {
     c->added = 0;
+    c->prevlen[0] = c->prevlen[1] = 0;
     size_t i = 0;
     while (i < n && !c->err) {
         const char *nl = memchr(s + i, '\n', n - i);

@@ -49,7 +49,10 @@ int tamis__scan_bayes_classify(tamis_scan_t *s, const tamis_scan_opts_t *o,
         return 0;
     char err[256] = "";
     tamis_bayes_tokens_t *t = NULL;
-    if (tamis_bayes_tokenize_msg(s->msg, NULL, &t, err, sizeof err) != 0)
+    tamis_bayes_tokopts_t to; /* in the store's token mode (SA's unless it recorded another) */
+    tamis_bayes_tokopts_default(&to);
+    to.mode = tamis_bayes_store_tokmode(o->bayes);
+    if (tamis_bayes_tokenize_msg(s->msg, &to, &t, err, sizeof err) != 0)
         return 0; /* Bayes is skipped, the scan goes on */
     if (tamis_arena_add_cleanup(s->arena, free_tokens, t) != 0)
         return TAMIS_ENOMEM; /* t was freed by the failed registration */

@@ -391,6 +391,39 @@ def speed(tmp):
     print(f"       ratio: x{sw / tw:.1f} wall, x{sc / max(tc, 1e-3):.1f} CPU")
 
 
+def token_mode(tmp):
+    """--token-mode tamis: recorded in an empty store, honoured later without the option, shown
+    by --dump magic and --backup, kept by --restore; a store with tokens refuses another mode."""
+    db = os.path.join(tmp, "db-tamis")
+    spam = split_list("train-spam.txt", 30)
+    ham = split_list("train-ham.txt", 30)
+    r = run([LEARN, "--dbpath", db, "--token-mode", "tamis", "--spam"] + spam)
+    check(r.returncode == 0, "--token-mode tamis learn exits 0: " + r.stderr.strip())
+    r = run([LEARN, "--dbpath", db, "--ham"] + ham)  # no option: the store's mode
+    check(r.returncode == 0, "learn into a tamis store without --token-mode")
+    m = magic(db)
+    check(m.get("token mode tamis") == 1 and m.get("nspam") == 30, "--dump magic shows the mode")
+    dump = run([LEARN, "--dbpath", db, "--dump", "data"]).stdout.splitlines()
+    check(len(dump) == m.get("ntokens"), f"--dump data lists every token ({len(dump)})")
+    bk = run([LEARN, "--dbpath", db, "--backup"]).stdout
+    check("v\t1\ttoken_mode_tamis\n" in bk, "--backup records the mode")
+    r = run([LEARN, "--dbpath", db, "--token-mode", "sa", "--spam"] + spam[:1])
+    check(r.returncode != 0 and "token mode" in r.stderr, "a tamis store refuses --token-mode sa")
+    db2 = os.path.join(tmp, "db-tamis-restored")
+    bf = os.path.join(tmp, "tamis.backup")
+    with open(bf, "w") as f:
+        f.write(bk)
+    r = run([LEARN, "--dbpath", db2, "--restore", bf])
+    check(r.returncode == 0 and magic(db2).get("token mode tamis") == 1,
+          "--restore keeps the mode")
+    check(backup_lines(db2) == backup_lines(db), "restored backup equals the original")
+    # the pairs make a difference: classification in the store's mode uses them
+    t_sa = run([LEARN, "--tokens", spam[0]]).stdout.splitlines()
+    t_tm = run([LEARN, "--token-mode", "tamis", "--tokens", spam[0]]).stdout.splitlines()
+    check(set(t_sa) < set(t_tm) and any(t.startswith("2:") for t in t_tm),
+          f"--tokens in tamis mode adds pairs ({len(t_sa)} -> {len(t_tm)} tokens)")
+
+
 def main():
     if not os.access(LEARN, os.X_OK):
         print("FAIL tamis-learn not built at " + LEARN)
@@ -399,6 +432,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tamis-learn-test-")
     try:
         training(tmp)
+        token_mode(tmp)
         durability(tmp)
         concurrent_growth(tmp)
         accuracy(tmp)

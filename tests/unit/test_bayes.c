@@ -601,16 +601,25 @@ static void test_classify(void **state)
     for (size_t i = 0; i < nused; i++)
         memcpy(keys + i * TAMIS_BAYES_KEY_LEN, used[i].key, TAMIS_BAYES_KEY_LEN);
     free(used);
-    assert_int_equal(tamis_bayes_touch(b, keys, 5, 5000, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000, err, sizeof err), 0);
     assert_int_equal(tamis_bayes_touch(b, keys, 5, 50, err, sizeof err), 0); /* never lowers */
+    /* less than 12 h later: left alone (no write at all) */
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000 + 43199, err, sizeof err), 0);
     assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
                      0);
     for (size_t i = 0; i < nused; i++)
-        assert_int_equal(used[i].atime, 5000);
+        assert_int_equal(used[i].atime, 100000);
     free(used);
     tamis_bayes_magic_t mg;
     assert_int_equal(tamis_bayes_magic(b, &mg, err, sizeof err), 0);
-    assert_int_equal(mg.newest_atime, 5000);
+    assert_int_equal(mg.newest_atime, 100000);
+    /* 12 h later: raised */
+    assert_int_equal(tamis_bayes_touch(b, keys, 5, 100000 + 43200, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_classify_detail(b, ts, NULL, &res, &used, &nused, err, sizeof err),
+                     0);
+    for (size_t i = 0; i < nused; i++)
+        assert_int_equal(used[i].atime, 143200);
+    free(used);
     /* unknown tokens only: no result */
     tamis_bayes_tokens_t *tu = NULL;
     assert_int_equal(
@@ -694,6 +703,124 @@ static void test_backup_restore(void **state)
     tamis_buf_free(&d2);
     tamis_bayes_close(a);
     tamis_bayes_close(b);
+}
+
+/* The TAMIS token mode: SA's tokens plus word pairs of the visible body (window 3); the mode is
+ * recorded in the store, honoured on reopen and by learn_msg, and kept by backup/restore. */
+static void test_tokmode(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_int_equal(tamis_bayes_tokmode_parse("sa"), TAMIS_BAYES_TOKMODE_SA);
+    assert_int_equal(tamis_bayes_tokmode_parse("TAMIS"), TAMIS_BAYES_TOKMODE_TAMIS);
+    assert_int_equal(tamis_bayes_tokmode_parse("osb"), -1);
+    assert_string_equal(tamis_bayes_tokmode_name(TAMIS_BAYES_TOKMODE_TAMIS), "tamis");
+
+    const char *hdr = "Subject: x\n";
+    const char *body = "Buy CHEAP watches, now!\nat the-shop \xc3\xa9t\xc3\xa9\n";
+    tamis_bayes_tokopts_t o;
+    tamis_bayes_tokopts_default(&o);
+    assert_int_equal(o.mode, TAMIS_BAYES_TOKMODE_SA);
+    tamis_bayes_tokens_t *sa = NULL, *tm = NULL;
+    assert_int_equal(
+        tamis_bayes_tokenize_text(hdr, strlen(hdr), body, strlen(body), &o, &sa, NULL, 0), 0);
+    o.mode = TAMIS_BAYES_TOKMODE_TAMIS;
+    assert_int_equal(
+        tamis_bayes_tokenize_text(hdr, strlen(hdr), body, strlen(body), &o, &tm, NULL, 0), 0);
+    /* every SA token is kept */
+    for (size_t i = 0; i < tamis_bayes_tokens_count(sa); i++)
+        assert_true(has(tm, tamis_bayes_tokens_string(sa, i)));
+    static const char *const pairs[] = {
+        "2:buy cheap",
+        "2:cheap watches",
+        "2:watches now",
+        "2:now at",
+        "2:at theshop",
+        "2:theshop \xc3\xa9t\xc3\xa9",
+        "3:buy watches",
+        "3:cheap now",
+        "3:watches at",
+        "3:now theshop",
+        "3:at \xc3\xa9t\xc3\xa9",
+    };
+    size_t npairs = sizeof pairs / sizeof pairs[0];
+    for (size_t i = 0; i < npairs; i++) {
+        if (!has(tm, pairs[i]))
+            fprintf(stderr, "missing pair: %s\n", pairs[i]);
+        assert_true(has(tm, pairs[i]));
+        assert_false(has(sa, pairs[i]));
+    }
+    assert_int_equal(tamis_bayes_tokens_count(tm), tamis_bayes_tokens_count(sa) + npairs);
+    tamis_bayes_tokens_free(sa);
+    tamis_bayes_tokens_free(tm);
+    /* window 2: adjacent pairs only */
+    o.pair_window = 2;
+    assert_int_equal(
+        tamis_bayes_tokenize_text(hdr, strlen(hdr), body, strlen(body), &o, &tm, NULL, 0), 0);
+    assert_true(has(tm, "2:buy cheap"));
+    assert_false(has(tm, "3:buy watches"));
+    tamis_bayes_tokens_free(tm);
+
+    /* the store records the mode; it is honoured on reopen and by learn_msg */
+    char path[300];
+    snprintf(path, sizeof path, "%s/s7", tmpdir);
+    tamis_bayes_options_t so;
+    tamis_bayes_options_default(&so);
+    tamis_bayes_t *b = NULL;
+    assert_int_equal(tamis_bayes_open(path, &so, &b, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_store_tokmode(b), TAMIS_BAYES_TOKMODE_SA);
+    assert_int_equal(tamis_bayes_set_tokmode(b, TAMIS_BAYES_TOKMODE_TAMIS, err, sizeof err), 0);
+    tamis_bayes_close(b);
+    assert_int_equal(tamis_bayes_open(path, &so, &b, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_store_tokmode(b), TAMIS_BAYES_TOKMODE_TAMIS);
+    const char *raw = "From: a@example.com\nSubject: cheap watches\nMessage-ID: <tm1@x>\n\n"
+                      "Buy cheap watches now\n";
+    tamis_msg_t *m = NULL;
+    assert_int_equal(tamis_msg_parse(raw, strlen(raw), NULL, &m, err, sizeof err), 0);
+    /* the caller's SA-mode options do not matter: the store says TAMIS */
+    assert_int_equal(tamis_bayes_learn_msg(b, m, NULL, TAMIS_BAYES_SPAM, false, err, sizeof err),
+                     1);
+    tamis_msg_free(m);
+    /* a store with tokens keeps its mode */
+    assert_int_equal(tamis_bayes_set_tokmode(b, TAMIS_BAYES_TOKMODE_SA, err, sizeof err),
+                     TAMIS_EINVAL);
+    assert_non_null(strstr(err, "tamis"));
+    assert_int_equal(tamis_bayes_set_tokmode(b, TAMIS_BAYES_TOKMODE_TAMIS, err, sizeof err), 0);
+    tamis_buf_t d, bk;
+    tamis_buf_init(&d, 0);
+    tamis_buf_init(&bk, 0);
+    assert_int_equal(tamis_bayes_dump(b, TAMIS_BAYES_DUMP_ALL, sink, &d, err, sizeof err), 0);
+    assert_non_null(strstr(d.data, "non-token data: token mode tamis\n"));
+    /* the pair "2:buy cheap" was learned: its key is in the dump */
+    uint8_t key[5];
+    tamis_bayes_token_key("2:buy cheap", 11, key);
+    char hx[11];
+    for (int i = 0; i < 5; i++)
+        snprintf(hx + 2 * i, 3, "%02x", key[i]);
+    assert_non_null(strstr(d.data, hx));
+    assert_int_equal(tamis_bayes_backup(b, sink, &bk, err, sizeof err), 0);
+    assert_non_null(strstr(bk.data, "v\t1\ttoken_mode_tamis\n"));
+    /* restore into another user keeps the mode; an SA backup restores SA mode */
+    so.user = "copy";
+    tamis_bayes_t *c = NULL;
+    assert_int_equal(tamis_bayes_open(path, &so, &c, err, sizeof err), 0);
+    tamis_bayes_restore_report_t rep;
+    assert_int_equal(tamis_bayes_restore(c, bk.data, bk.len, 0, &rep, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_store_tokmode(c), TAMIS_BAYES_TOKMODE_TAMIS);
+    const char *sab = "v\t3\tdb_version\nv\t1\tnum_spam\nv\t0\tnum_nonspam\n";
+    assert_int_equal(tamis_bayes_restore(c, sab, strlen(sab), 0, &rep, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_store_tokmode(c), TAMIS_BAYES_TOKMODE_SA);
+    /* an SA-mode dump has no token mode line (sa-learn's format) */
+    tamis_buf_reset(&d);
+    assert_int_equal(tamis_bayes_dump(c, TAMIS_BAYES_DUMP_MAGIC, sink, &d, err, sizeof err), 0);
+    assert_null(strstr(d.data, "token mode"));
+    /* clear resets the mode */
+    assert_int_equal(tamis_bayes_clear(b, err, sizeof err), 0);
+    assert_int_equal(tamis_bayes_store_tokmode(b), TAMIS_BAYES_TOKMODE_SA);
+    tamis_buf_free(&d);
+    tamis_buf_free(&bk);
+    tamis_bayes_close(b);
+    tamis_bayes_close(c);
 }
 
 /* Receive times as SpamAssassin's Util::receive_date computes them (values from SA 4.0.1). */
@@ -802,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_combiner),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_backup_restore),
+        cmocka_unit_test(test_tokmode),
         cmocka_unit_test(test_readers_do_not_block_writer),
         cmocka_unit_test(test_msg_atime),
     };
