@@ -183,6 +183,11 @@ int tamis_net_batch_add(tamis_net_batch_t *b, const char *name, tamis_net_type_t
  * many are answered. Never call it on the loop thread (use tamis_net_batch_run there). */
 size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t want);
 
+/* Blocks the calling worker thread until slot i is answered or deadline_ms passes; returns its
+ * answer (borrowed, as tamis_net_batch_answer) or NULL. One wait-hook pair at most. */
+const tamis_net_answer_t *tamis_net_batch_wait_slot(tamis_net_batch_t *b, size_t i,
+                                                    double deadline_ms);
+
 /* The same for a one-shot tool on the loop thread, when the loop is not running: runs the loop
  * until every query is answered or deadline_ms passes. Returns how many are answered. */
 size_t tamis_net_batch_run(tamis_net_batch_t *b, uv_loop_t *loop, double deadline_ms);

@@ -64,19 +64,7 @@ static int batch_start(void *ctx, const char *name, tamis_net_type_t type, size_
 static const tamis_net_answer_t *batch_wait(void *ctx, size_t slot)
 {
     batch_dns_t *d = ctx;
-    for (;;) {
-        const tamis_net_answer_t *a = tamis_net_batch_answer(d->b, slot);
-        if (a)
-            return a;
-        if (tamis_now_ms() >= d->deadline_ms)
-            return NULL;
-        /* how many are answered now, then wait for one more (ours or another) */
-        size_t answered = tamis_net_batch_wait(d->b, tamis_now_ms(), 0);
-        size_t total = tamis_net_batch_count(d->b);
-        if (answered >= total && !tamis_net_batch_answer(d->b, slot))
-            return NULL; /* all answered but ours: cannot happen, but never spin */
-        tamis_net_batch_wait(d->b, d->deadline_ms, answered + 1);
-    }
+    return tamis_net_batch_wait_slot(d->b, slot, d->deadline_ms);
 }
 
 int tamis_auth_dns_batch(tamis_auth_dns_t *out, tamis_net_batch_t *b, double deadline_ms,

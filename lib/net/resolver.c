@@ -845,16 +845,14 @@ size_t tamis_net_batch_count(const tamis_net_batch_t *b)
     return c;
 }
 
-size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t want)
+/* Blocks until done(b) holds or deadline_ms passes (b->mu held on entry and exit); the wait hooks
+ * run once around the blocking part, outside the lock. */
+static void batch_block(tamis_net_batch_t *b, double deadline_ms,
+                        bool (*done)(const tamis_net_batch_t *, size_t), size_t arg)
 {
-    if (!b)
-        return 0;
     const tamis_net_opts_t *o = &b->n->o;
     bool hooked = false;
-    uv_mutex_lock(&b->mu);
-    if (want == 0 || want > b->count)
-        want = b->count;
-    while (b->done < want) {
+    while (!done(b, arg)) {
         double left = deadline_ms - tamis_now_ms();
         if (left <= 0)
             break;
@@ -867,11 +865,46 @@ size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t wan
         }
         uv_cond_timedwait(&b->cv, &b->mu, (uint64_t)(left * 1e6) + 1);
     }
+    if (hooked) {
+        uv_mutex_unlock(&b->mu);
+        o->wait_end(o->wait_arg);
+        uv_mutex_lock(&b->mu);
+    }
+}
+
+static bool enough_done(const tamis_net_batch_t *b, size_t want)
+{
+    return b->done >= want;
+}
+
+static bool slot_done(const tamis_net_batch_t *b, size_t i)
+{
+    return i >= b->count || b->slots[i].ans;
+}
+
+size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t want)
+{
+    if (!b)
+        return 0;
+    uv_mutex_lock(&b->mu);
+    if (want == 0 || want > b->count)
+        want = b->count;
+    batch_block(b, deadline_ms, enough_done, want);
     size_t done = b->done;
     uv_mutex_unlock(&b->mu);
-    if (hooked)
-        o->wait_end(o->wait_arg);
     return done;
+}
+
+const tamis_net_answer_t *tamis_net_batch_wait_slot(tamis_net_batch_t *b, size_t i,
+                                                    double deadline_ms)
+{
+    if (!b)
+        return NULL;
+    uv_mutex_lock(&b->mu);
+    batch_block(b, deadline_ms, slot_done, i);
+    const tamis_net_answer_t *a = i < b->count ? b->slots[i].ans : NULL;
+    uv_mutex_unlock(&b->mu);
+    return a;
 }
 
 static void on_run_timer(uv_timer_t *t)

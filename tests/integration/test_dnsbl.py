@@ -268,8 +268,11 @@ class Run:
 
     def unbound(self, name):
         # the bulk domains are zones too: their NS and host A lookups (uridnssub, `tflags a`) get
-        # NODATA/NXDOMAIN, which are cached, as from a real server, instead of REFUSED, which is not
-        u = dns_harness.Unbound(RECORDS, zones=list(LIST_ZONES) + BULK_DOMAINS, log_queries=True)
+        # NODATA/NXDOMAIN, which are cached, as from a real server, instead of REFUSED, which is not;
+        # so are the senders' domains, for the SPF (HELO, MAIL FROM) and DMARC lookups
+        sender_zones = ["tamis-bulk.net", "tamis-test.org"]
+        u = dns_harness.Unbound(RECORDS, zones=list(LIST_ZONES) + BULK_DOMAINS + sender_zones,
+                                log_queries=True)
         self.dns[name] = u
         u.start()
         return u
