@@ -213,7 +213,7 @@ static void net_stop(void)
 
 /* ---- rule sets ------------------------------------------------------------------------------- */
 
-static tamis_ruleset_t *stock, *small, *senders, *pref;
+static tamis_ruleset_t *stock, *small, *senders, *pref, *authres;
 
 static tamis_ruleset_t *load(const char *dir, const char *const *lines, size_t n)
 {
@@ -285,6 +285,16 @@ static const char *const pref_lines[] = {
     "rbl_timeout 2",
 };
 
+static const char *const authres_lines[] = {
+    "header T_HELO_PASS eval:check_for_spf_helo_pass()",
+    "tflags T_HELO_PASS net",
+    "score T_HELO_PASS 0.1",
+    "authres_header 1",
+    "authres_serv_id mx.test.example",
+    "report_safe 0",
+    "rbl_timeout 2",
+};
+
 static int setup(void **state)
 {
     (void)state;
@@ -297,7 +307,8 @@ static int setup(void **state)
     small = load(NULL, small_lines, sizeof small_lines / sizeof *small_lines);
     senders = load(NULL, sender_lines, sizeof sender_lines / sizeof *sender_lines);
     pref = load(NULL, pref_lines, sizeof pref_lines / sizeof *pref_lines);
-    return small && senders && pref ? 0 : -1;
+    authres = load(NULL, authres_lines, sizeof authres_lines / sizeof *authres_lines);
+    return small && senders && pref && authres ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -307,6 +318,7 @@ static int teardown(void **state)
     tamis_rules_unref(small);
     tamis_rules_unref(senders);
     tamis_rules_unref(pref);
+    tamis_rules_unref(authres);
     net_stop();
     ub_stop();
     return 0;
@@ -443,6 +455,42 @@ static void test_auth_wired(void **state)
     /* example.org publishes no DMARC record (NXDOMAIN under its zone): DMARC_MISSING */
     assert_string_equal(hits, "DMARC_MISSING,SPF_HELO_PASS");
     assert_string_equal(hits2, "DMARC_MISSING,SPF_HELO_FAIL");
+}
+
+/* authres_header 1: our Authentication-Results header on top; a forged one naming our authserv-id
+ * is removed (RFC 8601 §5), another host's is kept. */
+static void test_authres_header(void **state)
+{
+    (void)state;
+    char text[8192 + 256];
+    snprintf(text, sizeof text,
+             "Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=forged.example\n"
+             "Authentication-Results: other.example; dkim=pass header.d=other.example\n%s",
+             message("198.51.100.7", "Nothing to see."));
+    tamis_scan_opts_t o;
+    tamis_scan_opts_default(&o);
+    o.hostname = "test.example";
+    o.now = 1795000000;
+    o.net = net;
+    tamis_scan_t *s = NULL;
+    char err[256];
+    assert_int_equal(tamis_scan_run(authres, text, strlen(text), &o, &s, err, sizeof err), 0);
+    tamis_buf_t out;
+    tamis_buf_init(&out, 0);
+    assert_int_equal(tamis_scan_rewrite(s, &out), 0);
+    tamis_buf_putc(&out, '\0');
+    const char *m = out.data;
+    const char *ours = strstr(m, "Authentication-Results: mx.test.example;");
+    assert_non_null(ours);
+    /* folded: "spf=pass\n\tsmtp.helo=…" */
+    assert_non_null(strstr(ours, "spf=pass"));
+    assert_non_null(strstr(ours, "smtp.helo=sender.example.org"));
+    assert_non_null(strstr(ours, "dmarc=none"));
+    assert_null(strstr(m, "forged.example"));
+    assert_non_null(strstr(m, "Authentication-Results: other.example; dkim=pass"));
+    assert_null(strstr(ours + 1, "Authentication-Results: mx.test.example;")); /* only one */
+    tamis_buf_free(&out);
+    tamis_scan_free(s);
 }
 
 static void test_listed_relay(void **state)
@@ -752,15 +800,15 @@ static void test_declarations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_listed_uri),   cmocka_unit_test(test_uri_ns_and_a),
-        cmocka_unit_test(test_listed_relay), cmocka_unit_test(test_auth_wired),
-        cmocka_unit_test(test_unlisted),     cmocka_unit_test(test_blocked),
-        cmocka_unit_test(test_meta),         cmocka_unit_test(test_skip_domain),
-        cmocka_unit_test(test_cap),          cmocka_unit_test(test_trusted_relay),
-        cmocka_unit_test(test_select),       cmocka_unit_test(test_reverse_v6),
-        cmocka_unit_test(test_declarations), cmocka_unit_test(test_rdns_helo),
-        cmocka_unit_test(test_senders),      cmocka_unit_test(test_domain_preference),
-        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_listed_uri),        cmocka_unit_test(test_uri_ns_and_a),
+        cmocka_unit_test(test_listed_relay),      cmocka_unit_test(test_auth_wired),
+        cmocka_unit_test(test_authres_header),    cmocka_unit_test(test_unlisted),
+        cmocka_unit_test(test_blocked),           cmocka_unit_test(test_meta),
+        cmocka_unit_test(test_skip_domain),       cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_trusted_relay),     cmocka_unit_test(test_select),
+        cmocka_unit_test(test_reverse_v6),        cmocka_unit_test(test_declarations),
+        cmocka_unit_test(test_rdns_helo),         cmocka_unit_test(test_senders),
+        cmocka_unit_test(test_domain_preference), cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
