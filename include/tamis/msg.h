@@ -189,8 +189,9 @@ const char *tamis_msg_uri_string(const tamis_msg_t *m, size_t i);
  * "html" (1 when an HTML part exists), "length", "html_length", "non_space_len", "ratio",
  * "image_area", "max_size", "min_size", "closed_extra_ratio", "bad_tag_ratio",
  * "non_element_ratio", "obfuscation_ratio", "backhair_count", and the html_test flags
- * "font_low_contrast", "font_invalid_color", "form_action_mailto", "embeds". As in SpamAssassin a
- * statistic whose counter never moved is absent. Returns false if absent; *out is then 0. */
+ * "font_low_contrast", "font_invalid_color", "font_face_bad", "form_action_mailto", "embeds". As
+ * in SpamAssassin a statistic whose counter never moved is absent. Returns false if absent; *out is
+ * then 0. */
 bool tamis_msg_html_stat(const tamis_msg_t *m, const char *name, double *out);
 /* Was this tag seen in any HTML part? Count of start tags minus end tags (html_tag_balance). */
 bool tamis_msg_html_tag_seen(const tamis_msg_t *m, const char *tag);

@@ -391,6 +391,43 @@ static void test_received(void **state)
     tamis_msg_free(m);
 }
 
+/* HTML_FONT_FACE_BAD: verdicts of HTML.pm's face regex, checked with perl. */
+static bool face_bad(const char *face)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "Content-Type: text/html\n\n<html><body><font face%s%s>x</font></body></html>\n",
+             face ? "=" : "", face ? face : "");
+    tamis_msg_t *m = parse_str(buf);
+    double v = 0;
+    bool bad = tamis_msg_html_stat(m, "font_face_bad", &v) && v == 1;
+    tamis_msg_free(m);
+    return bad;
+}
+
+static void test_html_font_face(void **state)
+{
+    (void)state;
+    assert_false(face_bad("Arial"));
+    assert_false(face_bad("'\"Tahoma\", Verdana, Arial, sans-serif'"));
+    assert_false(face_bad(".SFUIDisplay"));
+    assert_false(face_bad("hirakakupro-w3"));
+    assert_false(face_bad("\"Arial;\""));
+    assert_false(face_bad("\"Times New Roman,serif\""));
+    assert_false(face_bad("\"Arial&#10;\"")); /* Perl's $ before a final newline */
+    assert_false(face_bad(NULL));             /* <font face>: the value is "face" */
+    assert_true(face_bad("Arial!!"));
+    assert_true(face_bad("3dfont"));
+    assert_true(face_bad("a"));
+    assert_true(face_bad("\"\""));
+    assert_true(face_bad("\"MS P&#12468;&#12471;&#12483;&#12463;\""));
+    /* no font tag: the statistic is absent */
+    tamis_msg_t *m = parse_str("Content-Type: text/html\n\n<p>plain</p>\n");
+    double v;
+    assert_false(tamis_msg_html_stat(m, "font_face_bad", &v));
+    tamis_msg_free(m);
+}
+
 /* Values checked against SpamAssassin 4.0.1's $pms->{html} for this fixture. */
 static void test_html_stats_fixture(void **state)
 {
@@ -531,19 +568,13 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "--bench") == 0)
         return bench(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_body_lines),
-        cmocka_unit_test(test_no_subject_crlf),
-        cmocka_unit_test(test_long_line_split),
-        cmocka_unit_test(test_multipart_b64_qp),
-        cmocka_unit_test(test_uris_plain),
-        cmocka_unit_test(test_dkim_uri),
-        cmocka_unit_test(test_html_render),
-        cmocka_unit_test(test_received),
-        cmocka_unit_test(test_html_stats_fixture),
-        cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_malformed_never_fails),
+        cmocka_unit_test(test_headers),          cmocka_unit_test(test_body_lines),
+        cmocka_unit_test(test_no_subject_crlf),  cmocka_unit_test(test_long_line_split),
+        cmocka_unit_test(test_multipart_b64_qp), cmocka_unit_test(test_uris_plain),
+        cmocka_unit_test(test_dkim_uri),         cmocka_unit_test(test_html_render),
+        cmocka_unit_test(test_received),         cmocka_unit_test(test_html_stats_fixture),
+        cmocka_unit_test(test_html_font_face),   cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_malformed_never_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
