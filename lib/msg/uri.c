@@ -4,12 +4,15 @@
  * rendered body lines), add_uri_detail_list and Util::uri_list_canonicalize. HTML attribute URIs
  * arrive from html.c through tamis__uri_add_html(). TLD validity and registrable domains come from
  * libpsl's built-in public suffix list (SpamAssassin uses its util_rb_* lists; the ICANN part of
- * the PSL is the same registry). The text regex is compiled once with GLib's GRegex (PCRE2).
+ * the PSL is the same registry). International host names get their ASCII (xn--) form with
+ * libidn2, called as SpamAssassin's Util::idn_to_ascii calls Net::LibIDN2. The text regex is
+ * compiled once with GLib's GRegex (PCRE2).
  */
 #include "msg_int.h"
 
 #include <arpa/inet.h>
 #include <glib.h>
+#include <idn2.h>
 #include <libpsl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,6 +47,86 @@ static GRegex *uri_re;
 static void re_init(void)
 {
     uri_re = g_regex_new(uri_pattern, G_REGEX_CASELESS | G_REGEX_RAW | G_REGEX_OPTIMIZE, 0, NULL);
+}
+
+/* ---- international names (Util::idn_to_ascii) ---------------------------------------------- */
+
+static char *ascii_lower(tamis_arena_t *a, const char *s)
+{
+    char *o = tamis_arena_strdup(a, s);
+    for (char *c = o; c && *c; c++)
+        *c = g_ascii_tolower(*c);
+    return o;
+}
+
+/* The dots IDNA and SpamAssassin read as label separators: U+2024, U+3002, U+FF0E, U+FF61,
+ * U+FE52, in UTF-8. */
+static const char *const alt_dots[] = {"\xe2\x80\xa4", "\xe3\x80\x82", "\xef\xbc\x8e",
+                                       "\xef\xbd\xa1", "\xef\xb9\x92"};
+
+static char *normalize_dots(tamis_arena_t *a, const char *s)
+{
+    size_t n = strlen(s), k = 0;
+    char *o = tamis_arena_alloc(a, n + 1);
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        bool dot = false;
+        for (size_t d = 0; d < sizeof(alt_dots) / sizeof(alt_dots[0]) && !dot; d++)
+            if (!strncmp(s + i, alt_dots[d], 3))
+                dot = true;
+        if (dot) {
+            o[k++] = '.';
+            i += 3;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    o[k] = '\0';
+    return o;
+}
+
+/* Host name to its ASCII-compatible form, lower-case (arena). An ASCII name is only lower-cased;
+ * UTF-8 (alternative dots normalised) or Latin-1 letters go through IDNA 2008 with NFC and
+ * non-transitional mapping; a name that conversion refuses comes back unchanged, and bytes that
+ * are neither UTF-8 nor Latin-1 letters are only lower-cased, as SpamAssassin does. */
+static char *idn_to_ascii(tamis_arena_t *a, const char *s)
+{
+    static const char plain[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:[]-";
+    size_t n = strlen(s);
+    if (strspn(s, plain) == n)
+        return ascii_lower(a, s);
+    char *in, *refused; /* what IDNA gets, and what comes back when it refuses */
+    if (g_utf8_validate(s, (gssize)n, NULL)) {
+        in = refused = normalize_dots(a, s);
+    } else {
+        /* [a-zA-Z0-9\xc0-\xd6\xd8-\xde\xe0-\xf6\xf8-\xfe_.-] only: ISO-8859-1, to UTF-8 */
+        in = tamis_arena_alloc(a, 2 * n + 1);
+        refused = tamis_arena_strdup(a, s);
+        size_t k = 0;
+        for (size_t i = 0; in && i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (g_ascii_isalnum(c) || c == '_' || c == '.' || c == '-') {
+                in[k++] = (char)c;
+            } else if (c >= 0xc0 && c <= 0xfe && c != 0xd7 && c != 0xf7 && c != 0xdf) {
+                in[k++] = (char)(0xc0 | (c >> 6));
+                in[k++] = (char)(0x80 | (c & 0x3f));
+            } else {
+                return ascii_lower(a, s);
+            }
+        }
+        if (in)
+            in[k] = '\0';
+    }
+    if (!in || !refused)
+        return NULL;
+    char *out = NULL;
+    char *r = refused;
+    if (idn2_to_ascii_8z(in, &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) == IDN2_OK)
+        r = tamis_arena_strdup(a, out);
+    idn2_free(out);
+    return r;
 }
 
 /* ---- domains -------------------------------------------------------------------------------- */
@@ -158,6 +241,9 @@ static bool uri_to_domain(tamis_arena_t *a, const char *uri, const char **host, 
                 return false;
         }
     if (!*h)
+        return false;
+    h = idn_to_ascii(a, h);
+    if (!h)
         return false;
     if (is_ip(h)) {
         *host = *dom = h;
@@ -393,17 +479,32 @@ static void canon_http(variants_t *vs, const char *nuri)
         return;
     bool http = pl == 7;
     const char *port = "";
+    const char *rest_noport = NULL; /* set when a port is written: rest without a default one */
     if (*rest == ':') {
         size_t dl = strspn(rest + 1, "0123456789");
         port = tamis_arena_strndup(a, rest + 1, dl);
         const char *def = http ? "80" : "443";
         size_t defl = strlen(def);
+        rest_noport = rest;
         if (!strncmp(rest + 1, def, defl) && !g_ascii_isalnum(rest[1 + defl]) &&
-            rest[1 + defl] != '_')
-            add_variant(vs, tamis_arena_printf(a, "%s%s%s", proto, host, rest + 1 + defl));
+            rest[1 + defl] != '_') {
+            rest_noport = rest + 1 + defl;
+            add_variant(vs, tamis_arena_printf(a, "%s%s%s", proto, host, rest_noport));
+        }
     }
     if (!port || !*port)
         port = http ? "80" : "443";
+    /* the ASCII (xn--) form of an international host is a variant of its own */
+    char *nhost = idn_to_ascii(a, host);
+    char *lhost = ascii_lower(a, host);
+    if (!nhost || !lhost)
+        return;
+    if (strcmp(nhost, lhost) != 0) {
+        add_variant(vs, cat3(a, proto, nhost, rest));
+        if (rest_noport && *rest_noport)
+            add_variant(vs, cat3(a, proto, nhost, rest_noport));
+        host = nhost;
+    }
     /* control characters in the host */
     bool ctl = false;
     size_t k = 0;

@@ -326,6 +326,42 @@ static void test_uris_plain(void **state)
     tamis_msg_free(m);
 }
 
+/* International hosts also give their xn-- form (Util::uri_list_canonicalize with idn_to_ascii);
+ * the same message hits the same uri rules in spamassassin -t. */
+static void test_uris_idn(void **state)
+{
+    (void)state;
+    tamis_msg_t *m = parse_str("Content-Type: text/plain; charset=utf-8\n\n"
+                               "visit http://b\xc3\xbc"
+                               "cher.de:80/path now\n"
+                               "and http://M\xc3\x9cNCHEN.example\xe3\x80\x82"
+                               "com/x\n"
+                               "or http://WWW.Example.COM/plain\n");
+    assert_true(has_uri(m, "http://b\xc3\xbc"
+                           "cher.de:80/path"));
+    assert_true(has_uri(m, "http://b\xc3\xbc"
+                           "cher.de/path"));
+    assert_true(has_uri(m, "http://xn--bcher-kva.de:80/path"));
+    assert_true(has_uri(m, "http://xn--bcher-kva.de/path"));
+    /* upper case and the ideographic full stop are mapped first */
+    assert_true(has_uri(m, "http://xn--mnchen-3ya.example.com/x"));
+    /* an ASCII host only differs in case: no variant */
+    assert_true(has_uri(m, "http://WWW.Example.COM/plain"));
+    assert_false(has_uri(m, "http://www.example.com/plain"));
+    bool found = false;
+    for (size_t i = 0; i < tamis_msg_uri_count(m); i++) {
+        const tamis_uri_t *u = tamis_msg_uri_at(m, i);
+        if (!strcmp(u->raw, "http://b\xc3\xbc"
+                            "cher.de:80/path")) {
+            assert_string_equal(u->host, "xn--bcher-kva.de");
+            assert_string_equal(u->domain, "xn--bcher-kva.de");
+            found = true;
+        }
+    }
+    assert_true(found);
+    tamis_msg_free(m);
+}
+
 static void test_dkim_uri(void **state)
 {
     (void)state;
@@ -568,13 +604,21 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "--bench") == 0)
         return bench(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers),          cmocka_unit_test(test_body_lines),
-        cmocka_unit_test(test_no_subject_crlf),  cmocka_unit_test(test_long_line_split),
-        cmocka_unit_test(test_multipart_b64_qp), cmocka_unit_test(test_uris_plain),
-        cmocka_unit_test(test_dkim_uri),         cmocka_unit_test(test_html_render),
-        cmocka_unit_test(test_received),         cmocka_unit_test(test_html_stats_fixture),
-        cmocka_unit_test(test_html_font_face),   cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_limits),           cmocka_unit_test(test_malformed_never_fails),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_body_lines),
+        cmocka_unit_test(test_no_subject_crlf),
+        cmocka_unit_test(test_long_line_split),
+        cmocka_unit_test(test_multipart_b64_qp),
+        cmocka_unit_test(test_uris_plain),
+        cmocka_unit_test(test_dkim_uri),
+        cmocka_unit_test(test_html_render),
+        cmocka_unit_test(test_received),
+        cmocka_unit_test(test_html_stats_fixture),
+        cmocka_unit_test(test_html_font_face),
+        cmocka_unit_test(test_uris_idn),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_malformed_never_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
