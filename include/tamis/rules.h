@@ -65,6 +65,10 @@ const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs);
  * rules without sa-update). Owned by the set. */
 const char *tamis_rules_version(const tamis_ruleset_t *rs);
 
+/* The set's redirector_pattern lines, compiled for tamis_msg_parse (tamis_msg_limits_t's
+ * redirectors); NULL when there are none. Owned by the set: valid while a reference is held. */
+const tamis_msg_redirectors_t *tamis_rules_redirectors(const tamis_ruleset_t *rs);
+
 /* The score a `score` line gave name in score_set (0-3), for rule-like entries the engine adds
  * itself (TIME_LIMIT_EXCEEDED, TAMIS_LIMIT_*). False when no `score` line names it; *desc (may
  * be NULL) gets its `describe` text or NULL either way. Strings are owned by the set. */

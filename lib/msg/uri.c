@@ -259,8 +259,55 @@ static bool uri_to_domain(tamis_arena_t *a, const char *uri, const char **host, 
 
 /* ---- canonicalisation (Util::uri_list_canonicalize) ----------------------------------------- */
 
+/* ---- redirector_pattern ---------------------------------------------------------------------- */
+
+#define MAX_REDIRECTORS 256
+
+struct tamis_msg_redirectors {
+    GRegex *re[MAX_REDIRECTORS];
+    size_t n;
+};
+
+int tamis_msg_redirectors_new(const char *const *patterns, size_t n, tamis_msg_redirectors_t **out,
+                              char *err, size_t errlen)
+{
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!n)
+        return 0;
+    tamis_msg_redirectors_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return TAMIS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        GError *e = NULL;
+        GRegex *re = r->n < MAX_REDIRECTORS
+                         ? g_regex_new(patterns[i], G_REGEX_RAW | G_REGEX_OPTIMIZE, 0, &e)
+                         : NULL;
+        if (re)
+            r->re[r->n++] = re;
+        else if (err && errlen && !err[0])
+            snprintf(err, errlen, "redirector_pattern %s: %s", patterns[i],
+                     e ? e->message : "too many patterns");
+        if (e)
+            g_error_free(e);
+    }
+    *out = r;
+    return 0;
+}
+
+void tamis_msg_redirectors_free(tamis_msg_redirectors_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        g_regex_unref(r->re[i]);
+    free(r);
+}
+
 typedef struct {
     tamis_arena_t *a;
+    const tamis_msg_redirectors_t *redirectors;
     const char *v[MAX_VARIANTS];
     size_t n;
     const char *queue[8]; /* redirect targets still to canonicalise */
@@ -437,6 +484,35 @@ static void canon_ip_host(variants_t *vs, const char *proto, const char *host, c
                                        (v >> 16) & 255, (v >> 8) & 255, v & 255, rest));
 }
 
+static void queue_target(variants_t *vs, const char *t, size_t l)
+{
+    if (vs->qn < sizeof(vs->queue) / sizeof(vs->queue[0]))
+        vs->queue[vs->qn++] = tamis_arena_strndup(vs->a, t, l);
+}
+
+/* Bug 7278: the configured patterns first; the first one that matches with a capture holding a
+ * dot gives the target. */
+static bool find_redirect_pattern(variants_t *vs, const char *uri)
+{
+    const tamis_msg_redirectors_t *r = vs->redirectors;
+    for (size_t i = 0; r && i < r->n; i++) {
+        GMatchInfo *mi = NULL;
+        bool found = false;
+        if (g_regex_match(r->re[i], uri, 0, &mi)) {
+            gint s = -1, e = -1;
+            if (g_match_info_fetch_pos(mi, 1, &s, &e) && s >= 0 && e >= s &&
+                memchr(uri + s, '.', (size_t)(e - s))) {
+                queue_target(vs, uri + s, (size_t)(e - s));
+                found = true;
+            }
+        }
+        g_match_info_free(mi);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
 static void find_redirect(variants_t *vs, const char *rest)
 {
     const char *p = rest;
@@ -452,8 +528,8 @@ static void find_redirect(variants_t *vs, const char *rest)
         for (int i = 0; i < 2 && *q == '/'; i++)
             q++;
         size_t l = (size_t)(q - p) + strcspn(q, "&#");
-        if (memchr(p, '.', l) && vs->qn < sizeof(vs->queue) / sizeof(vs->queue[0]))
-            vs->queue[vs->qn++] = tamis_arena_strndup(vs->a, p, l);
+        if (memchr(p, '.', l))
+            queue_target(vs, p, l);
         return;
     }
 }
@@ -518,7 +594,9 @@ static void canon_http(variants_t *vs, const char *nuri)
     host[k] = '\0';
     if (ctl)
         add_variant(vs, cat3(a, proto, host, rest));
-    find_redirect(vs, rest);
+    char *whole = cat3(a, proto, host, rest);
+    if (!whole || !find_redirect_pattern(vs, whole))
+        find_redirect(vs, rest);
     /* host =~ s/^[^@]+@// only matters when the host itself holds an '@' */
     char *hat = strchr(host, '@');
     if (hat && hat > host) {
@@ -660,7 +738,7 @@ static tamis_uri_t *uri_entry(tamis_msg_t *m, uri_index_t *ix, const char *raw, 
 /* Computes variants, host and domain; for text URIs a missing domain drops the URI. */
 static bool uri_canon(tamis_msg_t *m, tamis_uri_t *u)
 {
-    variants_t vs = {.a = m->arena};
+    variants_t vs = {.a = m->arena, .redirectors = m->lim.redirectors};
     canon_one(&vs, u->raw);
     for (size_t q = 0; q < vs.qn && q < 8; q++)
         canon_one(&vs, vs.queue[q]);

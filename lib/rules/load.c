@@ -636,6 +636,24 @@ static int join_update_versions(tamis_ruleset_t *rs)
     return rs->rules_version ? 0 : TAMIS_ENOMEM;
 }
 
+/* redirector_pattern lines for lib/msg; one that PCRE refuses is left out with a warning. */
+static int compile_redirectors(tamis_ruleset_t *rs, tamis_diag_t *diag)
+{
+    if (!rs->nredirector_src)
+        return 0;
+    const char **v = calloc(rs->nredirector_src, sizeof(*v));
+    if (!v)
+        return TAMIS_ENOMEM;
+    for (size_t i = 0; i < rs->nredirector_src; i++)
+        v[i] = rs->redirector_src[i].name;
+    char err[512];
+    int rc = tamis_msg_redirectors_new(v, rs->nredirector_src, &rs->redirectors, err, sizeof err);
+    free(v);
+    if (!rc && err[0])
+        tamis_diag_add(diag, TAMIS_DIAG_WARN, NULL, 0, "%s", err);
+    return rc;
+}
+
 int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tamis_diag_t *diag,
                      char *err, size_t errlen)
 {
@@ -654,6 +672,8 @@ int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tam
     int rc = load_sources(&L, src);
     if (!rc)
         rc = join_update_versions(rs);
+    if (!rc)
+        rc = compile_redirectors(rs, L.diag);
     if (!rc)
         rc = tamis__finish(rs, L.diag);
     if (!rc)

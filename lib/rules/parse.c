@@ -438,6 +438,33 @@ static int attr_simple(tamis_ruleset_t *rs, const char *key, const char *v, cons
     return 0;
 }
 
+/* redirector_pattern /re/mods (Conf.pm, compile_regexp strict): kept as a PCRE source with the
+ * modifiers inline; lib/msg compiles them all at the end of loading. */
+static int redirector_pattern(tamis_ruleset_t *rs, const char *v, const char *file, unsigned line,
+                              tamis_diag_t *diag)
+{
+    char *pat = NULL, err[200];
+    uint32_t flags = 0;
+    if (!*v || tamis__regex_split(v, NULL, &pat, &flags, rs->arena, err, sizeof err) != 0) {
+        warn(diag, file, line, "invalid redirector_pattern %s: %s", v, *v ? err : "no value");
+        return 0;
+    }
+    char *src = tamis__regex_source(pat);
+    if (!src)
+        return TAMIS_ENOMEM;
+    char *full =
+        tamis_arena_printf(rs->arena, "(?%s%s%s%s)%s", flags & PCRE2_CASELESS ? "i" : "",
+                           flags & PCRE2_MULTILINE ? "m" : "", flags & PCRE2_DOTALL ? "s" : "",
+                           flags & PCRE2_EXTENDED ? "x" : "", src);
+    free(src);
+    if (!full)
+        return TAMIS_ENOMEM;
+    /* "(?)" is not valid PCRE: drop an empty option group */
+    if (!strncmp(full, "(?)", 3))
+        full += 3;
+    return tamis__kv_set(rs, &rs->redirector_src, &rs->nredirector_src, full, "");
+}
+
 /* ---- ReplaceTags -------------------------------------------------------------------------------
  */
 
@@ -766,6 +793,8 @@ int tamis__parse_rule_directive(tamis_ruleset_t *rs, const char *key, const char
         rc = rule_askdns(rs, value, file, line, diag);
     else if (is_uribl_directive(key))
         rc = tamis__kv_set(rs, &rs->uridnsbl, &rs->nuridnsbl, value, key); /* line → directive */
+    else if (strcmp(key, "redirector_pattern") == 0)
+        rc = redirector_pattern(rs, value, file, line, diag);
     else if (strcmp(key, "dns_block_rule") == 0)
         rc = tamis__kv_set(rs, &rs->dns_block, &rs->ndns_block, value, key);
     else if (strcmp(key, "test") == 0 || strcmp(key, "reuse") == 0)

@@ -144,6 +144,11 @@ struct tamis_ruleset {
     tamis__kv_t *update_versions;
     size_t nupdate_versions;
     const char *rules_version;
+    /* redirector_pattern lines as PCRE sources with inline options (name; value unused), and
+     * their compiled form for lib/msg, made at the end of loading */
+    tamis__kv_t *redirector_src;
+    size_t nredirector_src;
+    tamis_msg_redirectors_t *redirectors;
 
     /* freemail_domains indexed for lookups: exact names sorted for bsearch, then the globs */
     const char **freemail_exact;

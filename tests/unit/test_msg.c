@@ -362,6 +362,42 @@ static void test_uris_idn(void **state)
     tamis_msg_free(m);
 }
 
+/* redirector_pattern: the first matching pattern's capture is a URI of its own, and then the
+ * generic "http..." in the path is not looked for (same hits as spamassassin -t). */
+static void test_uris_redirector(void **state)
+{
+    (void)state;
+    const char *pats[] = {"(?i)^http://chkpt\\.zdnet\\.com/chkpt/\\w+/(.*)$",
+                          "^https?://r\\.example\\.org/go\\?u=https://(third[^&]*)", "(bad"};
+    tamis_msg_redirectors_t *r = NULL;
+    char err[256];
+    assert_int_equal(tamis_msg_redirectors_new(pats, 3, &r, err, sizeof err), 0);
+    assert_non_null(r);
+    assert_non_null(strstr(err, "(bad")); /* left out, named */
+    tamis_msg_limits_t lim;
+    tamis_msg_limits_default(&lim);
+    lim.redirectors = r;
+    const char *text = "Content-Type: text/plain\n\n"
+                       "see http://CHKPT.zdnet.com/chkpt/abc/www.spammer.example/yo\n"
+                       "and http://r.example.org/go?u=https://third.example.com/z\n";
+    tamis_msg_t *m = NULL;
+    assert_int_equal(tamis_msg_parse(text, strlen(text), &lim, &m, err, sizeof err), 0);
+    assert_true(has_uri(m, "www.spammer.example/yo"));
+    assert_true(has_uri(m, "http://www.spammer.example/yo"));
+    assert_true(has_uri(m, "third.example.com/z"));
+    assert_false(has_uri(m, "https://third.example.com/z"));
+    tamis_msg_free(m);
+    /* without the patterns only the generic rule applies */
+    assert_int_equal(tamis_msg_parse(text, strlen(text), NULL, &m, err, sizeof err), 0);
+    assert_false(has_uri(m, "www.spammer.example/yo"));
+    assert_true(has_uri(m, "https://third.example.com/z"));
+    tamis_msg_free(m);
+    tamis_msg_redirectors_free(r);
+    assert_int_equal(tamis_msg_redirectors_new(pats, 0, &r, err, sizeof err), 0);
+    assert_null(r);
+    tamis_msg_redirectors_free(NULL);
+}
+
 static void test_dkim_uri(void **state)
 {
     (void)state;
@@ -604,21 +640,14 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "--bench") == 0)
         return bench(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_body_lines),
-        cmocka_unit_test(test_no_subject_crlf),
-        cmocka_unit_test(test_long_line_split),
-        cmocka_unit_test(test_multipart_b64_qp),
-        cmocka_unit_test(test_uris_plain),
-        cmocka_unit_test(test_dkim_uri),
-        cmocka_unit_test(test_html_render),
-        cmocka_unit_test(test_received),
-        cmocka_unit_test(test_html_stats_fixture),
-        cmocka_unit_test(test_html_font_face),
-        cmocka_unit_test(test_uris_idn),
-        cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_malformed_never_fails),
+        cmocka_unit_test(test_headers),          cmocka_unit_test(test_body_lines),
+        cmocka_unit_test(test_no_subject_crlf),  cmocka_unit_test(test_long_line_split),
+        cmocka_unit_test(test_multipart_b64_qp), cmocka_unit_test(test_uris_plain),
+        cmocka_unit_test(test_dkim_uri),         cmocka_unit_test(test_html_render),
+        cmocka_unit_test(test_received),         cmocka_unit_test(test_html_stats_fixture),
+        cmocka_unit_test(test_html_font_face),   cmocka_unit_test(test_uris_idn),
+        cmocka_unit_test(test_uris_redirector),  cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_malformed_never_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -699,6 +699,39 @@ static void test_subjprefix(void **state)
     tamis_rules_unref(rs);
 }
 
+/* redirector_pattern lines reach lib/msg compiled; a bad one is a warning, not a load error. */
+static void test_redirector_pattern(void **state)
+{
+    (void)state;
+    tamis_ruleset_t *rs = load_text("uri R1 m{^http://www\\.spammer\\.example/yo$}\n", NULL);
+    assert_null(tamis_rules_redirectors(rs));
+    tamis_rules_unref(rs);
+    tamis_diag_t *d = tamis_diag_new();
+    rs = load_text("redirector_pattern m'^http://chkpt\\.zdnet\\.com/chkpt/\\w+/(.*)$'i\n"
+                   "redirector_pattern nodelimiters\n"
+                   "uri R1 m{^http://www\\.spammer\\.example/yo$}\n",
+                   d);
+    assert_non_null(tamis_rules_redirectors(rs));
+    bool warned = false;
+    for (size_t i = 0; i < tamis_diag_count(d); i++)
+        warned |= strstr(tamis_diag_at(d, i)->text, "invalid redirector_pattern") != NULL;
+    assert_true(warned);
+    const char *text =
+        "Subject: x\n\nsee http://Chkpt.ZDNet.com/chkpt/abc/www.spammer.example/yo\n";
+    char err[256];
+    tamis_msg_limits_t lim;
+    tamis_msg_limits_default(&lim);
+    lim.redirectors = tamis_rules_redirectors(rs);
+    run_t r = {.arena = tamis_arena_new(0)};
+    assert_int_equal(tamis_msg_parse(text, strlen(text), &lim, &r.msg, err, sizeof err), 0);
+    tamis_rules_run_opts_t o = {0};
+    assert_int_equal(tamis_rules_run(rs, r.msg, &o, r.arena, &r.res, err, sizeof err), 0);
+    assert_true(hit(&r, "R1"));
+    run_done(&r);
+    tamis_rules_unref(rs);
+    tamis_diag_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_time_limit),
         cmocka_unit_test(test_autolearn_points),
         cmocka_unit_test(test_subjprefix),
+        cmocka_unit_test(test_redirector_pattern),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
