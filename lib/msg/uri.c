@@ -594,7 +594,7 @@ static void canon_http(variants_t *vs, const char *nuri)
     host[k] = '\0';
     if (ctl)
         add_variant(vs, cat3(a, proto, host, rest));
-    char *whole = cat3(a, proto, host, rest);
+    char *whole = vs->redirectors ? cat3(a, proto, host, rest) : NULL;
     if (!whole || !find_redirect_pattern(vs, whole))
         find_redirect(vs, rest);
     /* host =~ s/^[^@]+@// only matters when the host itself holds an '@' */
