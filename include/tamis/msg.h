@@ -29,7 +29,20 @@
 
 typedef struct tamis_msg tamis_msg_t;
 
-/* Named denial-of-service limits. */
+/* Compiled redirector_pattern settings (Conf.pm): a URI that one of them matches adds its first
+ * capture group (the target URL, when it holds a dot) to the URI list, canonicalised in turn;
+ * when none matches, the generic "http..." in the path is taken as before. Immutable once made:
+ * any number of parses may share one. */
+typedef struct tamis_msg_redirectors tamis_msg_redirectors_t;
+
+/* Compiles patterns (PCRE syntax, inline options such as "(?i)" allowed; matched against bytes).
+ * A pattern that does not compile is left out and named in err (the others are kept); returns 0,
+ * or TAMIS_ENOMEM. *out is NULL when n is 0. Free with tamis_msg_redirectors_free (NULL: no-op). */
+int tamis_msg_redirectors_new(const char *const *patterns, size_t n, tamis_msg_redirectors_t **out,
+                              char *err, size_t errlen);
+void tamis_msg_redirectors_free(tamis_msg_redirectors_t *r);
+
+/* Named denial-of-service limits, and the parse options that come from configuration. */
 typedef struct {
     size_t max_message_bytes;      /* whole input; larger input is refused (default 64 MiB) */
     unsigned max_mime_depth;       /* nesting of multiparts and message/rfc822 (default 20) */
@@ -39,6 +52,8 @@ typedef struct {
     size_t max_uris;               /* URI strings kept (default 2000) */
     size_t body_part_scan_size;    /* rendered bytes kept per text part (SA default 50000) */
     size_t rawbody_part_scan_size; /* decoded bytes kept per part for rawbody (SA: 500000) */
+    /* redirector_pattern list (borrowed: must outlive the parse), NULL = none (default) */
+    const tamis_msg_redirectors_t *redirectors;
 } tamis_msg_limits_t;
 
 void tamis_msg_limits_default(tamis_msg_limits_t *lim);
@@ -189,8 +204,9 @@ const char *tamis_msg_uri_string(const tamis_msg_t *m, size_t i);
  * "html" (1 when an HTML part exists), "length", "html_length", "non_space_len", "ratio",
  * "image_area", "max_size", "min_size", "closed_extra_ratio", "bad_tag_ratio",
  * "non_element_ratio", "obfuscation_ratio", "backhair_count", and the html_test flags
- * "font_low_contrast", "font_invalid_color", "form_action_mailto", "embeds". As in SpamAssassin a
- * statistic whose counter never moved is absent. Returns false if absent; *out is then 0. */
+ * "font_low_contrast", "font_invalid_color", "font_face_bad", "form_action_mailto", "embeds". As
+ * in SpamAssassin a statistic whose counter never moved is absent. Returns false if absent; *out is
+ * then 0. */
 bool tamis_msg_html_stat(const tamis_msg_t *m, const char *name, double *out);
 /* Was this tag seen in any HTML part? Count of start tags minus end tags (html_tag_balance). */
 bool tamis_msg_html_tag_seen(const tamis_msg_t *m, const char *tag);

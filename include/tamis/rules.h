@@ -60,6 +60,15 @@ void tamis_rules_unref(tamis_ruleset_t *rs); /* NULL is a no-op */
 /* The settings loaded with the set (owned by the set). */
 const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs);
 
+/* _RULESVERSION_: the "# UPDATE version N" numbers of the loaded files (sa-update channels, our
+ * rules/ folder), in file-name order joined with ","; "" when no file has one (Debian's stock
+ * rules without sa-update). Owned by the set. */
+const char *tamis_rules_version(const tamis_ruleset_t *rs);
+
+/* The set's redirector_pattern lines, compiled for tamis_msg_parse (tamis_msg_limits_t's
+ * redirectors); NULL when there are none. Owned by the set: valid while a reference is held. */
+const tamis_msg_redirectors_t *tamis_rules_redirectors(const tamis_ruleset_t *rs);
+
 /* The score a `score` line gave name in score_set (0-3), for rule-like entries the engine adds
  * itself (TIME_LIMIT_EXCEEDED, TAMIS_LIMIT_*). False when no `score` line names it; *desc (may
  * be NULL) gets its `describe` text or NULL either way. Strings are owned by the set. */
@@ -158,6 +167,9 @@ typedef struct {
     bool time_limit_exceeded;
     /* Tag values exported by named captures (%{NAME} templates), NULL-terminated pairs. */
     const char *const *tags;
+    /* _SUBJPREFIX_ (PerMsgStatus::got_hit): with `rewrite_header Subject` set, the `subjprefix`
+     * texts of the hits in hit order, each once, each followed by " "; NULL when none (arena). */
+    const char *subjprefix;
 } tamis_rules_result_t;
 
 /* Runs every rule on m. All result memory comes from arena. Fails only on allocation failure. */

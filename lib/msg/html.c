@@ -80,6 +80,27 @@ static const char *const text_style_tags[] = {"body", "font", "table", "tr",    
                                               "span", "p",    "div",   "a",        NULL};
 static const char *const tricks[] = {"bgsound", "embed", "listing", "plaintext", "xmp", NULL};
 
+/* HTML.pm's html_tests: a font face that is not a list of (optionally quoted) names. */
+static const char font_face_ok[] = "^\\s*[\"'.]?[a-z ][a-z -]*[a-z]\\d?[\"']?"
+                                   "(?:,\\s*[\"']?[a-z][a-z -]*[a-z]\\d?[\"']?)*;?$";
+static GRegex *font_face_re;
+
+static void font_face_init(void)
+{
+    font_face_re = g_regex_new(font_face_ok, G_REGEX_CASELESS | G_REGEX_RAW, 0, NULL);
+}
+
+static bool font_face_bad(const char *face)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, font_face_init);
+    /* a face too long to be a font list is bad without running the regex */
+    size_t n = strnlen(face, 4096);
+    if (n >= 4096)
+        return true;
+    return font_face_re && !g_regex_match_full(font_face_re, face, (gssize)n, 0, 0, NULL, NULL);
+}
+
 static bool in_list(const char *const *l, const char *s)
 {
     for (; *l; l++)
@@ -232,6 +253,15 @@ static const char *attr_get(const xmlChar **atts, const char *name)
     return NULL;
 }
 
+/* Is the attribute written without a value ("<font face>")? */
+static bool attr_bare(const xmlChar **atts, const char *name)
+{
+    for (int i = 0; atts && atts[i]; i += 2)
+        if (!strcasecmp((const char *)atts[i], name))
+            return atts[i + 1] == NULL;
+    return false;
+}
+
 /* Returns the balance after the change (HTML.pm's inside{tag}, clamped at 0). */
 static void inside_add(html_t *h, const char *tag, int num, bool *seen_before)
 {
@@ -373,6 +403,10 @@ static void html_tests(html_t *h, const char *tag, const xmlChar **atts)
 {
     tamis_msg_t *m = h->m;
     const char *v;
+    /* a bare "face" has the value "face" in HTML::Parser (libxml2 gives NULL, attr_get "") */
+    if (!strcmp(tag, "font") && (v = attr_get(atts, "face")) &&
+        font_face_bad(*v || !attr_bare(atts, "face") ? v : "face"))
+        tamis__stat_set(m->arena, &m->html.stats, "font_face_bad", 1);
     if (!strcmp(tag, "img") && h->a > 0)
         tamis_buf_puts(&h->anchor_cur, "<img>\n");
     if (!strcmp(tag, "img")) {

@@ -230,7 +230,7 @@ void tamis__name_to_rgb(const char *in, char out[8])
     if (k == 3)
         snprintf(out, 8, "#%c%c%c%c%c%c", h[0], h[0], h[1], h[1], h[2], h[2]);
     else if (k == 6)
-        snprintf(out, 8, "#%s", h);
+        snprintf(out, 8, "#%.6s", h);
     else
         strcpy(out, "#");
 }

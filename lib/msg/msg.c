@@ -26,6 +26,7 @@ void tamis_msg_limits_default(tamis_msg_limits_t *lim)
     lim->max_uris = 2000;
     lim->body_part_scan_size = 50000;
     lim->rawbody_part_scan_size = 500000;
+    lim->redirectors = NULL;
 }
 
 /* ---- small shared helpers ------------------------------------------------------------------- */

@@ -4,12 +4,15 @@
  * rendered body lines), add_uri_detail_list and Util::uri_list_canonicalize. HTML attribute URIs
  * arrive from html.c through tamis__uri_add_html(). TLD validity and registrable domains come from
  * libpsl's built-in public suffix list (SpamAssassin uses its util_rb_* lists; the ICANN part of
- * the PSL is the same registry). The text regex is compiled once with GLib's GRegex (PCRE2).
+ * the PSL is the same registry). International host names get their ASCII (xn--) form with
+ * libidn2, called as SpamAssassin's Util::idn_to_ascii calls Net::LibIDN2. The text regex is
+ * compiled once with GLib's GRegex (PCRE2).
  */
 #include "msg_int.h"
 
 #include <arpa/inet.h>
 #include <glib.h>
+#include <idn2.h>
 #include <libpsl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,6 +47,86 @@ static GRegex *uri_re;
 static void re_init(void)
 {
     uri_re = g_regex_new(uri_pattern, G_REGEX_CASELESS | G_REGEX_RAW | G_REGEX_OPTIMIZE, 0, NULL);
+}
+
+/* ---- international names (Util::idn_to_ascii) ---------------------------------------------- */
+
+static char *ascii_lower(tamis_arena_t *a, const char *s)
+{
+    char *o = tamis_arena_strdup(a, s);
+    for (char *c = o; c && *c; c++)
+        *c = g_ascii_tolower(*c);
+    return o;
+}
+
+/* The dots IDNA and SpamAssassin read as label separators: U+2024, U+3002, U+FF0E, U+FF61,
+ * U+FE52, in UTF-8. */
+static const char *const alt_dots[] = {"\xe2\x80\xa4", "\xe3\x80\x82", "\xef\xbc\x8e",
+                                       "\xef\xbd\xa1", "\xef\xb9\x92"};
+
+static char *normalize_dots(tamis_arena_t *a, const char *s)
+{
+    size_t n = strlen(s), k = 0;
+    char *o = tamis_arena_alloc(a, n + 1);
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        bool dot = false;
+        for (size_t d = 0; d < sizeof(alt_dots) / sizeof(alt_dots[0]) && !dot; d++)
+            if (!strncmp(s + i, alt_dots[d], 3))
+                dot = true;
+        if (dot) {
+            o[k++] = '.';
+            i += 3;
+        } else {
+            o[k++] = s[i++];
+        }
+    }
+    o[k] = '\0';
+    return o;
+}
+
+/* Host name to its ASCII-compatible form, lower-case (arena). An ASCII name is only lower-cased;
+ * UTF-8 (alternative dots normalised) or Latin-1 letters go through IDNA 2008 with NFC and
+ * non-transitional mapping; a name that conversion refuses comes back unchanged, and bytes that
+ * are neither UTF-8 nor Latin-1 letters are only lower-cased, as SpamAssassin does. */
+static char *idn_to_ascii(tamis_arena_t *a, const char *s)
+{
+    static const char plain[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:[]-";
+    size_t n = strlen(s);
+    if (strspn(s, plain) == n)
+        return ascii_lower(a, s);
+    char *in, *refused; /* what IDNA gets, and what comes back when it refuses */
+    if (g_utf8_validate(s, (gssize)n, NULL)) {
+        in = refused = normalize_dots(a, s);
+    } else {
+        /* [a-zA-Z0-9\xc0-\xd6\xd8-\xde\xe0-\xf6\xf8-\xfe_.-] only: ISO-8859-1, to UTF-8 */
+        in = tamis_arena_alloc(a, 2 * n + 1);
+        refused = tamis_arena_strdup(a, s);
+        size_t k = 0;
+        for (size_t i = 0; in && i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (g_ascii_isalnum(c) || c == '_' || c == '.' || c == '-') {
+                in[k++] = (char)c;
+            } else if (c >= 0xc0 && c <= 0xfe && c != 0xd7 && c != 0xf7 && c != 0xdf) {
+                in[k++] = (char)(0xc0 | (c >> 6));
+                in[k++] = (char)(0x80 | (c & 0x3f));
+            } else {
+                return ascii_lower(a, s);
+            }
+        }
+        if (in)
+            in[k] = '\0';
+    }
+    if (!in || !refused)
+        return NULL;
+    char *out = NULL;
+    char *r = refused;
+    if (idn2_to_ascii_8z(in, &out, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) == IDN2_OK)
+        r = tamis_arena_strdup(a, out);
+    idn2_free(out);
+    return r;
 }
 
 /* ---- domains -------------------------------------------------------------------------------- */
@@ -159,6 +242,9 @@ static bool uri_to_domain(tamis_arena_t *a, const char *uri, const char **host, 
         }
     if (!*h)
         return false;
+    h = idn_to_ascii(a, h);
+    if (!h)
+        return false;
     if (is_ip(h)) {
         *host = *dom = h;
         return true;
@@ -173,8 +259,55 @@ static bool uri_to_domain(tamis_arena_t *a, const char *uri, const char **host, 
 
 /* ---- canonicalisation (Util::uri_list_canonicalize) ----------------------------------------- */
 
+/* ---- redirector_pattern ---------------------------------------------------------------------- */
+
+#define MAX_REDIRECTORS 256
+
+struct tamis_msg_redirectors {
+    GRegex *re[MAX_REDIRECTORS];
+    size_t n;
+};
+
+int tamis_msg_redirectors_new(const char *const *patterns, size_t n, tamis_msg_redirectors_t **out,
+                              char *err, size_t errlen)
+{
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!n)
+        return 0;
+    tamis_msg_redirectors_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return TAMIS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        GError *e = NULL;
+        GRegex *re = r->n < MAX_REDIRECTORS
+                         ? g_regex_new(patterns[i], G_REGEX_RAW | G_REGEX_OPTIMIZE, 0, &e)
+                         : NULL;
+        if (re)
+            r->re[r->n++] = re;
+        else if (err && errlen && !err[0])
+            snprintf(err, errlen, "redirector_pattern %s: %s", patterns[i],
+                     e ? e->message : "too many patterns");
+        if (e)
+            g_error_free(e);
+    }
+    *out = r;
+    return 0;
+}
+
+void tamis_msg_redirectors_free(tamis_msg_redirectors_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        g_regex_unref(r->re[i]);
+    free(r);
+}
+
 typedef struct {
     tamis_arena_t *a;
+    const tamis_msg_redirectors_t *redirectors;
     const char *v[MAX_VARIANTS];
     size_t n;
     const char *queue[8]; /* redirect targets still to canonicalise */
@@ -351,6 +484,35 @@ static void canon_ip_host(variants_t *vs, const char *proto, const char *host, c
                                        (v >> 16) & 255, (v >> 8) & 255, v & 255, rest));
 }
 
+static void queue_target(variants_t *vs, const char *t, size_t l)
+{
+    if (vs->qn < sizeof(vs->queue) / sizeof(vs->queue[0]))
+        vs->queue[vs->qn++] = tamis_arena_strndup(vs->a, t, l);
+}
+
+/* Bug 7278: the configured patterns first; the first one that matches with a capture holding a
+ * dot gives the target. */
+static bool find_redirect_pattern(variants_t *vs, const char *uri)
+{
+    const tamis_msg_redirectors_t *r = vs->redirectors;
+    for (size_t i = 0; r && i < r->n; i++) {
+        GMatchInfo *mi = NULL;
+        bool found = false;
+        if (g_regex_match(r->re[i], uri, 0, &mi)) {
+            gint s = -1, e = -1;
+            if (g_match_info_fetch_pos(mi, 1, &s, &e) && s >= 0 && e >= s &&
+                memchr(uri + s, '.', (size_t)(e - s))) {
+                queue_target(vs, uri + s, (size_t)(e - s));
+                found = true;
+            }
+        }
+        g_match_info_free(mi);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
 static void find_redirect(variants_t *vs, const char *rest)
 {
     const char *p = rest;
@@ -366,8 +528,8 @@ static void find_redirect(variants_t *vs, const char *rest)
         for (int i = 0; i < 2 && *q == '/'; i++)
             q++;
         size_t l = (size_t)(q - p) + strcspn(q, "&#");
-        if (memchr(p, '.', l) && vs->qn < sizeof(vs->queue) / sizeof(vs->queue[0]))
-            vs->queue[vs->qn++] = tamis_arena_strndup(vs->a, p, l);
+        if (memchr(p, '.', l))
+            queue_target(vs, p, l);
         return;
     }
 }
@@ -393,17 +555,32 @@ static void canon_http(variants_t *vs, const char *nuri)
         return;
     bool http = pl == 7;
     const char *port = "";
+    const char *rest_noport = NULL; /* set when a port is written: rest without a default one */
     if (*rest == ':') {
         size_t dl = strspn(rest + 1, "0123456789");
         port = tamis_arena_strndup(a, rest + 1, dl);
         const char *def = http ? "80" : "443";
         size_t defl = strlen(def);
+        rest_noport = rest;
         if (!strncmp(rest + 1, def, defl) && !g_ascii_isalnum(rest[1 + defl]) &&
-            rest[1 + defl] != '_')
-            add_variant(vs, tamis_arena_printf(a, "%s%s%s", proto, host, rest + 1 + defl));
+            rest[1 + defl] != '_') {
+            rest_noport = rest + 1 + defl;
+            add_variant(vs, tamis_arena_printf(a, "%s%s%s", proto, host, rest_noport));
+        }
     }
     if (!port || !*port)
         port = http ? "80" : "443";
+    /* the ASCII (xn--) form of an international host is a variant of its own */
+    char *nhost = idn_to_ascii(a, host);
+    char *lhost = ascii_lower(a, host);
+    if (!nhost || !lhost)
+        return;
+    if (strcmp(nhost, lhost) != 0) {
+        add_variant(vs, cat3(a, proto, nhost, rest));
+        if (rest_noport && *rest_noport)
+            add_variant(vs, cat3(a, proto, nhost, rest_noport));
+        host = nhost;
+    }
     /* control characters in the host */
     bool ctl = false;
     size_t k = 0;
@@ -417,7 +594,9 @@ static void canon_http(variants_t *vs, const char *nuri)
     host[k] = '\0';
     if (ctl)
         add_variant(vs, cat3(a, proto, host, rest));
-    find_redirect(vs, rest);
+    char *whole = vs->redirectors ? cat3(a, proto, host, rest) : NULL;
+    if (!whole || !find_redirect_pattern(vs, whole))
+        find_redirect(vs, rest);
     /* host =~ s/^[^@]+@// only matters when the host itself holds an '@' */
     char *hat = strchr(host, '@');
     if (hat && hat > host) {
@@ -559,7 +738,7 @@ static tamis_uri_t *uri_entry(tamis_msg_t *m, uri_index_t *ix, const char *raw, 
 /* Computes variants, host and domain; for text URIs a missing domain drops the URI. */
 static bool uri_canon(tamis_msg_t *m, tamis_uri_t *u)
 {
-    variants_t vs = {.a = m->arena};
+    variants_t vs = {.a = m->arena, .redirectors = m->lim.redirectors};
     canon_one(&vs, u->raw);
     for (size_t q = 0; q < vs.qn && q < 8; q++)
         canon_one(&vs, vs.queue[q]);

@@ -681,15 +681,68 @@ static const char **part_starts(tamis_eval_ctx_t *ctx)
     return v;
 }
 
+/* The boundary parameters of the message's multipart Content-Type fields, NULL-terminated
+ * (memoised; an empty list when none could be read). */
+static const char *const *boundaries(tamis_eval_ctx_t *ctx)
+{
+    static const char key = 0;
+    const char **v = tamis__memo_get(ctx, &key);
+    if (v)
+        return v;
+    const tamis_msg_t *m = ctx->msg;
+    size_t np = tamis_msg_part_count(m), n = 0;
+    v = tamis_arena_calloc(ctx->arena, np + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < np; i++) {
+        const tamis_part_t *p = tamis_msg_part_at(m, i);
+        if (strncmp(p->type, "multipart/", 10) != 0)
+            continue;
+        for (size_t k = 0; k < p->header_count; k++) {
+            const char *d = p->headers[k].decoded;
+            if (strcasecmp(p->headers[k].name, "Content-Type") != 0 || !d)
+                continue;
+            const char *b = strcasestr(d, "boundary=");
+            if (!b)
+                continue;
+            b += 9;
+            size_t l = *b == '"' ? strcspn(++b, "\"") : strcspn(b, "; \t");
+            if (l)
+                v[n++] = tamis_arena_strndup(ctx->arena, b, l);
+            break;
+        }
+    }
+    (void)tamis__memo_set(ctx, &key, v);
+    return v;
+}
+
+/* Does the line at p open with "--" and one of the boundaries? Without any known boundary every
+ * "--" line counts. */
+static bool boundary_line(const char *p, const char *end, const char *const *bounds)
+{
+    if (end - p < 2 || p[0] != '-' || p[1] != '-')
+        return false;
+    if (!bounds || !bounds[0])
+        return true;
+    for (size_t i = 0; bounds[i]; i++) {
+        size_t l = strlen(bounds[i]);
+        if ((size_t)(end - p - 2) >= l && !memcmp(p + 2, bounds[i], l))
+            return true;
+    }
+    return false;
+}
+
 typedef void (*raw_line_fn)(void *st, const char *line, size_t len, bool nl);
 
 /* Calls fn for each raw line from p: len excludes the line end (CRLF counts as LF), nl tells
  * whether SpamAssassin keeps a "\n" (the line before a boundary loses it). In a multipart child
- * a line starting with "--" ends the part. */
-static void raw_lines(const char *p, const char *end, bool child, raw_line_fn fn, void *st)
+ * a boundary line ends the part; other lines starting with "--" (dashed rules) do not. */
+static void raw_lines(tamis_eval_ctx_t *ctx, const char *p, const char *end, bool child,
+                      raw_line_fn fn, void *st)
 {
+    const char *const *bounds = child ? boundaries(ctx) : NULL;
     while (p < end) {
-        if (child && end - p >= 2 && p[0] == '-' && p[1] == '-')
+        if (child && boundary_line(p, end, bounds))
             break;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
@@ -697,7 +750,7 @@ static void raw_lines(const char *p, const char *end, bool child, raw_line_fn fn
         if (len && p[len - 1] == '\r')
             len--;
         const char *next = nl ? nl + 1 : end;
-        bool before = child && end - next >= 2 && next[0] == '-' && next[1] == '-';
+        bool before = child && boundary_line(next, end, bounds);
         fn(st, p, len, nl && !before);
         p = next;
     }
@@ -720,7 +773,7 @@ static size_t base64_length(tamis_eval_ctx_t *ctx)
         if (!starts[i] || !p->is_leaf || strcmp(p->encoding, "base64") != 0 ||
             strcmp(p->type, "application/ics") == 0)
             continue;
-        raw_lines(starts[i], pr.ptr + pr.len, i > 0, max_line, &best);
+        raw_lines(ctx, starts[i], pr.ptr + pr.len, i > 0, max_line, &best);
     }
     return best;
 }
@@ -786,7 +839,7 @@ static bool qp_stat(tamis_eval_ctx_t *ctx, const char *name, double *out)
         const tamis_part_t *p = tamis_msg_part_at(ctx->msg, i);
         parts += strstr(p->encoding, "quoted-printable") != NULL;
         if (starts && starts[i] && p->is_leaf && !strcmp(p->encoding, "quoted-printable"))
-            raw_lines(starts[i], pr.ptr + pr.len, i > 0, qp_line, &q);
+            raw_lines(ctx, starts[i], pr.ptr + pr.len, i > 0, qp_line, &q);
     }
     *out = count ? (q.bytes ? q.count : parts)
            : lng ? q.long_line

@@ -424,8 +424,25 @@ static char *apply_lang(loader_t *L, char *line)
     return p;
 }
 
+/* Conf::Parser: a line that is exactly "# UPDATE version N" names the sa-update version of its
+ * file (X-Spam-Checker-Version's _RULESVERSION_); the last such line of a file wins. */
+static int update_version(loader_t *L, const char *raw, const char *file)
+{
+    static const char mark[] = "# UPDATE version ";
+    if (strncmp(raw, mark, sizeof(mark) - 1) != 0)
+        return 0;
+    const char *n = raw + sizeof(mark) - 1;
+    size_t len = strspn(n, "0123456789");
+    if (!len || n[len] || strcmp(file, "<cmdline>") == 0)
+        return 0;
+    return tamis__kv_set(L->rs, &L->rs->update_versions, &L->rs->nupdate_versions, file, n);
+}
+
 static int process_line(loader_t *L, ifstate_t *st, char *raw, const char *file, unsigned line)
 {
+    int rc = update_version(L, raw, file);
+    if (rc < 0)
+        return rc;
     char *s = clean_line(raw);
     if (!*s)
         return 0;
@@ -597,6 +614,46 @@ static int load_sources(loader_t *L, const tamis_rules_source_t *src)
     return rc;
 }
 
+static int cmp_kv_name(const void *a, const void *b)
+{
+    return strcmp(((const tamis__kv_t *)a)->name, ((const tamis__kv_t *)b)->name);
+}
+
+/* _RULESVERSION_: the update versions in file-name order, joined with ",". */
+static int join_update_versions(tamis_ruleset_t *rs)
+{
+    if (rs->nupdate_versions > 1)
+        qsort(rs->update_versions, rs->nupdate_versions, sizeof(*rs->update_versions), cmp_kv_name);
+    tamis_buf_t b;
+    tamis_buf_init(&b, 1 << 16);
+    for (size_t i = 0; i < rs->nupdate_versions; i++) {
+        if (i)
+            tamis_buf_putc(&b, ',');
+        tamis_buf_puts(&b, rs->update_versions[i].value);
+    }
+    rs->rules_version = b.err ? NULL : tamis_arena_strdup(rs->arena, b.data ? b.data : "");
+    tamis_buf_free(&b);
+    return rs->rules_version ? 0 : TAMIS_ENOMEM;
+}
+
+/* redirector_pattern lines for lib/msg; one that PCRE refuses is left out with a warning. */
+static int compile_redirectors(tamis_ruleset_t *rs, tamis_diag_t *diag)
+{
+    if (!rs->nredirector_src)
+        return 0;
+    const char **v = calloc(rs->nredirector_src, sizeof(*v));
+    if (!v)
+        return TAMIS_ENOMEM;
+    for (size_t i = 0; i < rs->nredirector_src; i++)
+        v[i] = rs->redirector_src[i].name;
+    char err[512];
+    int rc = tamis_msg_redirectors_new(v, rs->nredirector_src, &rs->redirectors, err, sizeof err);
+    free(v);
+    if (!rc && err[0])
+        tamis_diag_add(diag, TAMIS_DIAG_WARN, NULL, 0, "%s", err);
+    return rc;
+}
+
 int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tamis_diag_t *diag,
                      char *err, size_t errlen)
 {
@@ -613,6 +670,10 @@ int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tam
     pick_lang(&L, src->locale);
     size_t errors_before = tamis_diag_count_level(L.diag, TAMIS_DIAG_ERROR);
     int rc = load_sources(&L, src);
+    if (!rc)
+        rc = join_update_versions(rs);
+    if (!rc)
+        rc = compile_redirectors(rs, L.diag);
     if (!rc)
         rc = tamis__finish(rs, L.diag);
     if (!rc)

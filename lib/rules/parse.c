@@ -1,7 +1,7 @@
 /*
  * Rule directives of the .cf language (spec-rules §2): header, body, rawbody, full, uri, meta,
  * mimeheader, askdns, the uridnsbl family, and the keyed attributes score, describe, tflags,
- * priority, plus ReplaceTags' replace_* directives.
+ * priority, subjprefix, plus ReplaceTags' replace_* directives.
  *
  * Definitions are recorded here (text, file:line) and compiled at the end of loading
  * (compile.c), because ReplaceTags and capture templates are applied after every file is read,
@@ -422,6 +422,10 @@ static int attr_simple(tamis_ruleset_t *rs, const char *key, const char *v, cons
         r->tflags = parse_tflags(rest, &r->maxhits);
         return 0;
     }
+    if (strcmp(key, "subjprefix") == 0) {
+        r->subjprefix = tamis_arena_strdup(rs->arena, rest);
+        return r->subjprefix ? 0 : TAMIS_ENOMEM;
+    }
     /* priority */
     char *end;
     long pr = strtol(rest, &end, 10);
@@ -432,6 +436,33 @@ static int attr_simple(tamis_ruleset_t *rs, const char *key, const char *v, cons
     r->priority = (int)pr;
     r->priority_set = true;
     return 0;
+}
+
+/* redirector_pattern /re/mods (Conf.pm, compile_regexp strict): kept as a PCRE source with the
+ * modifiers inline; lib/msg compiles them all at the end of loading. */
+static int redirector_pattern(tamis_ruleset_t *rs, const char *v, const char *file, unsigned line,
+                              tamis_diag_t *diag)
+{
+    char *pat = NULL, err[200];
+    uint32_t flags = 0;
+    if (!*v || tamis__regex_split(v, NULL, &pat, &flags, rs->arena, err, sizeof err) != 0) {
+        warn(diag, file, line, "invalid redirector_pattern %s: %s", v, *v ? err : "no value");
+        return 0;
+    }
+    char *src = tamis__regex_source(pat);
+    if (!src)
+        return TAMIS_ENOMEM;
+    char *full =
+        tamis_arena_printf(rs->arena, "(?%s%s%s%s)%s", flags & PCRE2_CASELESS ? "i" : "",
+                           flags & PCRE2_MULTILINE ? "m" : "", flags & PCRE2_DOTALL ? "s" : "",
+                           flags & PCRE2_EXTENDED ? "x" : "", src);
+    free(src);
+    if (!full)
+        return TAMIS_ENOMEM;
+    /* "(?)" is not valid PCRE: drop an empty option group */
+    if (!strncmp(full, "(?)", 3))
+        full += 3;
+    return tamis__kv_set(rs, &rs->redirector_src, &rs->nredirector_src, full, "");
 }
 
 /* ---- ReplaceTags -------------------------------------------------------------------------------
@@ -449,7 +480,7 @@ static bool is_uribl_directive(const char *key)
     return false;
 }
 
-static int kv_set(tamis_ruleset_t *rs, tamis__kv_t **list, size_t *n, const char *name,
+int tamis__kv_set(tamis_ruleset_t *rs, tamis__kv_t **list, size_t *n, const char *name,
                   const char *value)
 {
     for (size_t i = 0; i < *n; i++)
@@ -517,7 +548,7 @@ static int replace_directive(tamis_ruleset_t *rs, const char *key, const char *v
         warn(diag, file, line, "invalid %s: %s", key, v);
         return 0;
     }
-    return kv_set(rs, &rs->tags[which], &rs->ntags[which], name, rest);
+    return tamis__kv_set(rs, &rs->tags[which], &rs->ntags[which], name, rest);
 }
 
 /* Finds start…end (non-greedy, non-empty) in s; returns the tag start or NULL. */
@@ -750,7 +781,7 @@ int tamis__parse_rule_directive(tamis_ruleset_t *rs, const char *key, const char
     if (strcmp(key, "score") == 0)
         rc = attr_score(rs, value, file, line, diag);
     else if (strcmp(key, "describe") == 0 || strcmp(key, "tflags") == 0 ||
-             strcmp(key, "priority") == 0)
+             strcmp(key, "priority") == 0 || strcmp(key, "subjprefix") == 0)
         rc = attr_simple(rs, key, value, file, line, diag);
     else if (strncmp(key, "replace_", 8) == 0 &&
              (strcmp(key + 8, "tag") == 0 || strcmp(key + 8, "pre") == 0 ||
@@ -761,9 +792,11 @@ int tamis__parse_rule_directive(tamis_ruleset_t *rs, const char *key, const char
     else if (strcmp(key, "askdns") == 0)
         rc = rule_askdns(rs, value, file, line, diag);
     else if (is_uribl_directive(key))
-        rc = kv_set(rs, &rs->uridnsbl, &rs->nuridnsbl, value, key); /* line → directive */
+        rc = tamis__kv_set(rs, &rs->uridnsbl, &rs->nuridnsbl, value, key); /* line → directive */
+    else if (strcmp(key, "redirector_pattern") == 0)
+        rc = redirector_pattern(rs, value, file, line, diag);
     else if (strcmp(key, "dns_block_rule") == 0)
-        rc = kv_set(rs, &rs->dns_block, &rs->ndns_block, value, key);
+        rc = tamis__kv_set(rs, &rs->dns_block, &rs->ndns_block, value, key);
     else if (strcmp(key, "test") == 0 || strcmp(key, "reuse") == 0)
         rc = 0; /* rule QA only */
     else

@@ -95,6 +95,7 @@ typedef struct tamis__rule {
     double score[4];
     bool scored;
     char *desc;
+    char *subjprefix; /* `subjprefix RULE TEXT` (Conf.pm), NULL if none */
     unsigned tflags;
     unsigned maxhits;
     int priority;
@@ -138,6 +139,16 @@ struct tamis_ruleset {
     /* dns_block_rule lines ("RULE zone…" → directive), for the network layer */
     tamis__kv_t *dns_block;
     size_t ndns_block;
+    /* "# UPDATE version N" lines (sa-update channels): file → N, and their join for
+     * _RULESVERSION_ (file names sorted, values joined with ","; "" when there are none) */
+    tamis__kv_t *update_versions;
+    size_t nupdate_versions;
+    const char *rules_version;
+    /* redirector_pattern lines as PCRE sources with inline options (name; value unused), and
+     * their compiled form for lib/msg, made at the end of loading */
+    tamis__kv_t *redirector_src;
+    size_t nredirector_src;
+    tamis_msg_redirectors_t *redirectors;
 
     /* freemail_domains indexed for lookups: exact names sorted for bsearch, then the globs */
     const char **freemail_exact;
@@ -159,6 +170,10 @@ struct tamis_ruleset {
     size_t unsupported;
     double load_ms;
 };
+
+/* Sets name → value in a realloc'd list (parse.c); replaces an existing name. */
+int tamis__kv_set(tamis_ruleset_t *rs, tamis__kv_t **list, size_t *n, const char *name,
+                  const char *value);
 
 /* rule table (ruleset.c) */
 tamis__rule_t *tamis__rule_get(tamis_ruleset_t *rs, const char *name, bool create);

@@ -265,6 +265,9 @@ void tamis_rules_unref(tamis_ruleset_t *rs)
         free(rs->tags[i]);
     free(rs->uridnsbl);
     free(rs->dns_block);
+    free(rs->update_versions);
+    free(rs->redirector_src);
+    tamis_msg_redirectors_free(rs->redirectors);
     pcre2_maketables_free(NULL, rs->tables);
     free(rs->plugins);
     pcre2_compile_context_free(rs->cctx);
@@ -276,6 +279,16 @@ void tamis_rules_unref(tamis_ruleset_t *rs)
 const tamis_conf_t *tamis_rules_conf(const tamis_ruleset_t *rs)
 {
     return rs ? rs->conf : NULL;
+}
+
+const tamis_msg_redirectors_t *tamis_rules_redirectors(const tamis_ruleset_t *rs)
+{
+    return rs ? rs->redirectors : NULL;
+}
+
+const char *tamis_rules_version(const tamis_ruleset_t *rs)
+{
+    return rs && rs->rules_version ? rs->rules_version : "";
 }
 
 bool tamis_rules_score_of(const tamis_ruleset_t *rs, const char *name, int score_set, double *score,

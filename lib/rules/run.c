@@ -104,6 +104,7 @@ struct tamis__engine {
     size_t hc_size, hc_used;
     tamis_hit_t *hits;
     size_t nhits, caphits;
+    const char *subjprefix; /* _SUBJPREFIX_ so far (arena), NULL = none */
     const char **subs;
     size_t nsubs, capsubs;
     const char **tags; /* name, value pairs */
@@ -431,6 +432,22 @@ static tamis_hit_t *push_hit(tamis__engine_t *e)
  */
 #define MAX_MULTI_ENTRIES 1000
 
+/* got_hit appends a rule's subjprefix and a space unless the text is already in the prefix, and
+ * only when the Subject is rewritten at all. SpamAssassin does this for "__" sub-rules too (they
+ * reach got_hit with their default score); its order among rules of one priority is Perl's hash
+ * order, ours is the run order. */
+static void add_subjprefix(tamis__engine_t *e, const char *text)
+{
+    if (!e->rs->conf || !e->rs->conf->rewrite_subject ||
+        (e->subjprefix && strstr(e->subjprefix, text)))
+        return;
+    const char *p = tamis_arena_printf(e->a, "%s%s ", e->subjprefix ? e->subjprefix : "", text);
+    if (!p)
+        e->oom = true;
+    else
+        e->subjprefix = p;
+}
+
 static void got_hit(tamis__engine_t *e, const tamis__rule_t *r, double value, const char *log)
 {
     if (value == 0) {
@@ -439,6 +456,8 @@ static void got_hit(tamis__engine_t *e, const tamis__rule_t *r, double value, co
     }
     if (value < 0)
         value = 1;
+    if (r->subjprefix)
+        add_subjprefix(e, r->subjprefix);
     e->values[r->index] = value;
     bool multiple =
         (r->tflags & TAMIS_TFLAG_MULTIPLE) && r->kind != TAMIS__K_META && r->kind != TAMIS__K_EVAL;
@@ -878,6 +897,7 @@ int tamis_rules_run(const tamis_ruleset_t *rs, const tamis_msg_t *m,
     out->regex_limit_hits = e->limit_hits;
     out->time_limit_exceeded = e->timed_out;
     out->tags = e->tags;
+    out->subjprefix = e->subjprefix;
     return 0;
 }
 

@@ -185,6 +185,20 @@ static void rewrite_field(tamis_scan_t *s, field_t *f, const char *setting, bool
     tamis_buf_free(&b);
 }
 
+/* report_safe: the rules' subjprefix goes in front of the Subject, before the rewrite tag. */
+static void subject_prefix_field(tamis_scan_t *s, field_t *f)
+{
+    const char *tag = s->result.subjprefix ? rewrite_tag(s, s->result.subjprefix, " ") : NULL;
+    if (!tag)
+        return;
+    tamis_slice_t v = f->set ? f->v : tamis_slice("\n", 1);
+    char *n = tamis_arena_printf(s->arena, "%s%.*s", tag, (int)v.len, v.ptr);
+    if (n) {
+        f->v = tamis_slice(n, strlen(n));
+        f->set = true;
+    }
+}
+
 /* The encapsulating headers (before the MIME structure), LF line ends. */
 static void safe_headers(tamis_scan_t *s, tamis_buf_t *out)
 {
@@ -192,8 +206,10 @@ static void safe_headers(tamis_scan_t *s, tamis_buf_t *out)
     field_t from = get_field(s, "From"), to = get_field(s, "To"), cc = get_field(s, "Cc");
     field_t subject = get_field(s, "Subject"), msgid = get_field(s, "Message-Id");
     field_t date = get_field(s, "Date");
-    if (c->rewrite_subject)
+    if (c->rewrite_subject) {
+        subject_prefix_field(s, &subject);
         rewrite_field(s, &subject, c->rewrite_subject, false, " ");
+    }
     if (c->rewrite_to)
         rewrite_field(s, &to, c->rewrite_to, true, " ");
     if (c->rewrite_from)
@@ -395,6 +411,19 @@ static int prefix_tag(tamis_arena_t *a, tamis_slice_t *line, const char *tag)
     return 0;
 }
 
+/* In-place rewriting: the rules' subjprefix with its trailing blanks removed, or NULL. */
+static const char *subject_prefix_tag(tamis_scan_t *s)
+{
+    char *t = s->result.subjprefix ? rewrite_tag(s, s->result.subjprefix, " ") : NULL;
+    if (!t)
+        return NULL;
+    size_t n = strlen(t);
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t' || t[n - 1] == '\n' || t[n - 1] == '\r' ||
+                 t[n - 1] == '\f' || t[n - 1] == '\v'))
+        t[--n] = '\0';
+    return t;
+}
+
 static int mark_spam_headers(tamis_scan_t *s, lines_t *l)
 {
     const tamis_conf_t *c = s->conf;
@@ -434,7 +463,10 @@ static int mark_spam_headers(tamis_scan_t *s, lines_t *l)
         const char *tag = rc ? NULL : rewrite_tag(s, set, " ");
         if (tag && comment)
             tag = tamis_arena_printf(s->arena, "(%s)", tag);
-        if (!tag || prefix_tag(s->arena, &l->v[i], tag))
+        /* SpamAssassin puts the subjprefix on every header it rewrites, From and To included */
+        const char *ntag = subject_prefix_tag(s);
+        if (!tag || (ntag && prefix_tag(s->arena, &l->v[i], ntag)) ||
+            prefix_tag(s->arena, &l->v[i], tag))
             return TAMIS_ENOMEM;
     }
     return 0;
@@ -449,11 +481,15 @@ static int rewrite_in_place(tamis_scan_t *s, tamis_buf_t *out)
     if (s->is_spam) {
         if (mark_spam_headers(s, &l))
             return TAMIS_ENOMEM;
-    } else if (s->conf->rewrite_subject &&
-               !tamis__pristine_header(&s->pr, "Subject", -1, s->arena)) {
+    } else if (s->conf->rewrite_subject) {
         /* SpamAssassin creates the empty Subject for ham too */
-        if (lines_push(s->arena, &l, "Subject: \n", 10))
+        if (!tamis__pristine_header(&s->pr, "Subject", -1, s->arena) &&
+            lines_push(s->arena, &l, "Subject: \n", 10))
             return TAMIS_ENOMEM;
+        const char *ntag = subject_prefix_tag(s);
+        for (size_t i = 0; ntag && i < l.n; i++)
+            if (starts_with_ci(l.v[i], "Subject:") && prefix_tag(s->arena, &l.v[i], ntag))
+                return TAMIS_ENOMEM;
     }
     tamis_buf_t m;
     tamis_buf_init(&m, TAMIS__SCAN_MAX_OUTPUT);

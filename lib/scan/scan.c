@@ -187,6 +187,8 @@ int tamis_scan_run(tamis_ruleset_t *rs, const char *data, size_t len, const tami
     const char *pdata = rc ? NULL : without_old_marks(s, &plen);
     if (!rc && !pdata)
         rc = TAMIS_ENOMEM;
+    if (!lim.redirectors)
+        lim.redirectors = tamis_rules_redirectors(rs);
     if (!rc)
         rc = tamis_msg_parse(pdata, plen, &lim, &s->msg, err, errlen);
     s->dns.blocked_zones = "";

@@ -483,7 +483,8 @@ static bool tag_value(tagctx_t *c, const char *name)
     } else if (!strcmp(name, "SUBVERSION")) {
         tamis_buf_puts(o, "Tamis " TAMIS_VERSION);
     } else if (!strcmp(name, "RULESVERSION")) {
-        /* no update_version: empty, as SpamAssassin prints without sa-update rules */
+        /* "" for rules without "# UPDATE version" lines, as SpamAssassin prints then */
+        tamis_buf_puts(o, s->rs ? tamis_rules_version(s->rs) : "");
     } else if (!strcmp(name, "HOSTNAME")) {
         const char *h = s->conf->report_hostname;
         tamis_buf_puts(o, h && *h ? h : str_or_empty(s->hostname));
@@ -544,7 +545,7 @@ static bool tag_value(tagctx_t *c, const char *name)
     } else if (!strcmp(name, "SUMMARY")) {
         tamis_buf_puts(o, str_or_empty(s->summary));
     } else if (!strcmp(name, "SUBJPREFIX")) {
-        /* per-rule subjprefix is not in the rule engine's results yet: empty */
+        tamis_buf_puts(o, str_or_empty(s->result.subjprefix));
     } else if (!strcmp(name, "HEADER")) {
         if (c->arg && *c->arg)
             tamis_buf_puts(o, str_or_empty(header_value(s, c->arg)));

@@ -326,6 +326,78 @@ static void test_uris_plain(void **state)
     tamis_msg_free(m);
 }
 
+/* International hosts also give their xn-- form (Util::uri_list_canonicalize with idn_to_ascii);
+ * the same message hits the same uri rules in spamassassin -t. */
+static void test_uris_idn(void **state)
+{
+    (void)state;
+    tamis_msg_t *m = parse_str("Content-Type: text/plain; charset=utf-8\n\n"
+                               "visit http://b\xc3\xbc"
+                               "cher.de:80/path now\n"
+                               "and http://M\xc3\x9cNCHEN.example\xe3\x80\x82"
+                               "com/x\n"
+                               "or http://WWW.Example.COM/plain\n");
+    assert_true(has_uri(m, "http://b\xc3\xbc"
+                           "cher.de:80/path"));
+    assert_true(has_uri(m, "http://b\xc3\xbc"
+                           "cher.de/path"));
+    assert_true(has_uri(m, "http://xn--bcher-kva.de:80/path"));
+    assert_true(has_uri(m, "http://xn--bcher-kva.de/path"));
+    /* upper case and the ideographic full stop are mapped first */
+    assert_true(has_uri(m, "http://xn--mnchen-3ya.example.com/x"));
+    /* an ASCII host only differs in case: no variant */
+    assert_true(has_uri(m, "http://WWW.Example.COM/plain"));
+    assert_false(has_uri(m, "http://www.example.com/plain"));
+    bool found = false;
+    for (size_t i = 0; i < tamis_msg_uri_count(m); i++) {
+        const tamis_uri_t *u = tamis_msg_uri_at(m, i);
+        if (!strcmp(u->raw, "http://b\xc3\xbc"
+                            "cher.de:80/path")) {
+            assert_string_equal(u->host, "xn--bcher-kva.de");
+            assert_string_equal(u->domain, "xn--bcher-kva.de");
+            found = true;
+        }
+    }
+    assert_true(found);
+    tamis_msg_free(m);
+}
+
+/* redirector_pattern: the first matching pattern's capture is a URI of its own, and then the
+ * generic "http..." in the path is not looked for (same hits as spamassassin -t). */
+static void test_uris_redirector(void **state)
+{
+    (void)state;
+    const char *pats[] = {"(?i)^http://chkpt\\.zdnet\\.com/chkpt/\\w+/(.*)$",
+                          "^https?://r\\.example\\.org/go\\?u=https://(third[^&]*)", "(bad"};
+    tamis_msg_redirectors_t *r = NULL;
+    char err[256];
+    assert_int_equal(tamis_msg_redirectors_new(pats, 3, &r, err, sizeof err), 0);
+    assert_non_null(r);
+    assert_non_null(strstr(err, "(bad")); /* left out, named */
+    tamis_msg_limits_t lim;
+    tamis_msg_limits_default(&lim);
+    lim.redirectors = r;
+    const char *text = "Content-Type: text/plain\n\n"
+                       "see http://CHKPT.zdnet.com/chkpt/abc/www.spammer.example/yo\n"
+                       "and http://r.example.org/go?u=https://third.example.com/z\n";
+    tamis_msg_t *m = NULL;
+    assert_int_equal(tamis_msg_parse(text, strlen(text), &lim, &m, err, sizeof err), 0);
+    assert_true(has_uri(m, "www.spammer.example/yo"));
+    assert_true(has_uri(m, "http://www.spammer.example/yo"));
+    assert_true(has_uri(m, "third.example.com/z"));
+    assert_false(has_uri(m, "https://third.example.com/z"));
+    tamis_msg_free(m);
+    /* without the patterns only the generic rule applies */
+    assert_int_equal(tamis_msg_parse(text, strlen(text), NULL, &m, err, sizeof err), 0);
+    assert_false(has_uri(m, "www.spammer.example/yo"));
+    assert_true(has_uri(m, "https://third.example.com/z"));
+    tamis_msg_free(m);
+    tamis_msg_redirectors_free(r);
+    assert_int_equal(tamis_msg_redirectors_new(pats, 0, &r, err, sizeof err), 0);
+    assert_null(r);
+    tamis_msg_redirectors_free(NULL);
+}
+
 static void test_dkim_uri(void **state)
 {
     (void)state;
@@ -388,6 +460,43 @@ static void test_received(void **state)
     r = tamis_msg_relay_at(m, 1);
     assert_string_equal(r->ip, "10.0.0.5");
     assert_true(r->ip_private);
+    tamis_msg_free(m);
+}
+
+/* HTML_FONT_FACE_BAD: verdicts of HTML.pm's face regex, checked with perl. */
+static bool face_bad(const char *face)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "Content-Type: text/html\n\n<html><body><font face%s%s>x</font></body></html>\n",
+             face ? "=" : "", face ? face : "");
+    tamis_msg_t *m = parse_str(buf);
+    double v = 0;
+    bool bad = tamis_msg_html_stat(m, "font_face_bad", &v) && v == 1;
+    tamis_msg_free(m);
+    return bad;
+}
+
+static void test_html_font_face(void **state)
+{
+    (void)state;
+    assert_false(face_bad("Arial"));
+    assert_false(face_bad("'\"Tahoma\", Verdana, Arial, sans-serif'"));
+    assert_false(face_bad(".SFUIDisplay"));
+    assert_false(face_bad("hirakakupro-w3"));
+    assert_false(face_bad("\"Arial;\""));
+    assert_false(face_bad("\"Times New Roman,serif\""));
+    assert_false(face_bad("\"Arial&#10;\"")); /* Perl's $ before a final newline */
+    assert_false(face_bad(NULL));             /* <font face>: the value is "face" */
+    assert_true(face_bad("Arial!!"));
+    assert_true(face_bad("3dfont"));
+    assert_true(face_bad("a"));
+    assert_true(face_bad("\"\""));
+    assert_true(face_bad("\"MS P&#12468;&#12471;&#12483;&#12463;\""));
+    /* no font tag: the statistic is absent */
+    tamis_msg_t *m = parse_str("Content-Type: text/html\n\n<p>plain</p>\n");
+    double v;
+    assert_false(tamis_msg_html_stat(m, "font_face_bad", &v));
     tamis_msg_free(m);
 }
 
@@ -531,19 +640,14 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "--bench") == 0)
         return bench(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_body_lines),
-        cmocka_unit_test(test_no_subject_crlf),
-        cmocka_unit_test(test_long_line_split),
-        cmocka_unit_test(test_multipart_b64_qp),
-        cmocka_unit_test(test_uris_plain),
-        cmocka_unit_test(test_dkim_uri),
-        cmocka_unit_test(test_html_render),
-        cmocka_unit_test(test_received),
-        cmocka_unit_test(test_html_stats_fixture),
-        cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_malformed_never_fails),
+        cmocka_unit_test(test_headers),          cmocka_unit_test(test_body_lines),
+        cmocka_unit_test(test_no_subject_crlf),  cmocka_unit_test(test_long_line_split),
+        cmocka_unit_test(test_multipart_b64_qp), cmocka_unit_test(test_uris_plain),
+        cmocka_unit_test(test_dkim_uri),         cmocka_unit_test(test_html_render),
+        cmocka_unit_test(test_received),         cmocka_unit_test(test_html_stats_fixture),
+        cmocka_unit_test(test_html_font_face),   cmocka_unit_test(test_uris_idn),
+        cmocka_unit_test(test_uris_redirector),  cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_malformed_never_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -518,7 +518,7 @@ static void test_files_and_order(void **state)
     snprintf(p, sizeof(p), "%s/init.pre", site);
     write_file(p, "loadplugin Mail::SpamAssassin::Plugin::ReplaceTags\n");
     snprintf(p, sizeof(p), "%s/20_b.cf", def);
-    write_file(p, "score R 3\nbody R2 /viagra/\n");
+    write_file(p, "# UPDATE version 7\nscore R 3\nbody R2 /viagra/\n# UPDATE version 8x\n");
     snprintf(p, sizeof(p), "%s/10_a.cf", def);
     write_file(p, "ifplugin Mail::SpamAssassin::Plugin::ReplaceTags\nbody R /viagra/\n"
                   "score R 2\ninclude sub/inc.cf\n"
@@ -526,7 +526,8 @@ static void test_files_and_order(void **state)
     snprintf(p, sizeof(p), "%s/inc.cf", sub);
     write_file(p, "body INC /cheap/\n");
     snprintf(p, sizeof(p), "%s/local.cf", site);
-    write_file(p, "score R2 4\nrequire_version 3.004000\nbody SKIPPED /viagra/\n");
+    write_file(p, "# UPDATE version 1917035\nscore R2 4\nrequire_version 3.004000\n"
+                  "body SKIPPED /viagra/\n");
     snprintf(p, sizeof(p), "%s/extra.cf", dir);
     write_file(p, "score INC 5\n");
     char missing[300];
@@ -541,6 +542,8 @@ static void test_files_and_order(void **state)
     tamis_ruleset_t *rs = NULL;
     char err[256];
     assert_int_equal(tamis_rules_load(&src, &rs, d, err, sizeof(err)), 0);
+    /* _RULESVERSION_: "# UPDATE version N" per file, in path order (default/ before site/) */
+    assert_string_equal(tamis_rules_version(rs), "7,1917035");
     run_t r;
     run_msg(rs, MSG1, 0, &r);
     assert_true(hit(&r, "R") && hit(&r, "R2") && hit(&r, "INC"));
@@ -668,6 +671,67 @@ static void test_autolearn_points(void **state)
     tamis_rules_unref(rs);
 }
 
+/* subjprefix (Conf.pm): collected in hit order, each text once, "__" rules included, and only
+ * with rewrite_header Subject; checked against spamassassin -t with the same lines. */
+static void test_subjprefix(void **state)
+{
+    (void)state;
+    const char *rules = "body SP1 /viagra/\nscore SP1 3\nsubjprefix SP1 [SP1]\n"
+                        "body SP2 /cheap/\nscore SP2 3\nsubjprefix SP2 [SP1]\n"
+                        "body __SP3 /viagra/\nsubjprefix __SP3 [SUB _SCORE_]\n"
+                        "body SP4 /nothere/\nsubjprefix SP4 [NO]\n";
+    char cf[1024];
+    snprintf(cf, sizeof cf, "%srewrite_header Subject *SPAM*\n", rules);
+    tamis_ruleset_t *rs = load_text(cf, NULL);
+    run_t r;
+    run_msg(rs, MSG1, 0, &r);
+    assert_non_null(r.res.subjprefix);
+    /* [SP1] from SP2 is already there; tags are expanded later, by the scan */
+    assert_true(strcmp(r.res.subjprefix, "[SP1] [SUB _SCORE_] ") == 0 ||
+                strcmp(r.res.subjprefix, "[SUB _SCORE_] [SP1] ") == 0);
+    assert_string_equal(tamis_rules_version(rs), ""); /* --cf lines carry no update version */
+    run_done(&r);
+    tamis_rules_unref(rs);
+    rs = load_text(rules, NULL); /* no rewrite_header Subject: no prefix */
+    run_msg(rs, MSG1, 0, &r);
+    assert_null(r.res.subjprefix);
+    run_done(&r);
+    tamis_rules_unref(rs);
+}
+
+/* redirector_pattern lines reach lib/msg compiled; a bad one is a warning, not a load error. */
+static void test_redirector_pattern(void **state)
+{
+    (void)state;
+    tamis_ruleset_t *rs = load_text("uri R1 m{^http://www\\.spammer\\.example/yo$}\n", NULL);
+    assert_null(tamis_rules_redirectors(rs));
+    tamis_rules_unref(rs);
+    tamis_diag_t *d = tamis_diag_new();
+    rs = load_text("redirector_pattern m'^http://chkpt\\.zdnet\\.com/chkpt/\\w+/(.*)$'i\n"
+                   "redirector_pattern nodelimiters\n"
+                   "uri R1 m{^http://www\\.spammer\\.example/yo$}\n",
+                   d);
+    assert_non_null(tamis_rules_redirectors(rs));
+    bool warned = false;
+    for (size_t i = 0; i < tamis_diag_count(d); i++)
+        warned |= strstr(tamis_diag_at(d, i)->text, "invalid redirector_pattern") != NULL;
+    assert_true(warned);
+    const char *text =
+        "Subject: x\n\nsee http://Chkpt.ZDNet.com/chkpt/abc/www.spammer.example/yo\n";
+    char err[256];
+    tamis_msg_limits_t lim;
+    tamis_msg_limits_default(&lim);
+    lim.redirectors = tamis_rules_redirectors(rs);
+    run_t r = {.arena = tamis_arena_new(0)};
+    assert_int_equal(tamis_msg_parse(text, strlen(text), &lim, &r.msg, err, sizeof err), 0);
+    tamis_rules_run_opts_t o = {0};
+    assert_int_equal(tamis_rules_run(rs, r.msg, &o, r.arena, &r.res, err, sizeof err), 0);
+    assert_true(hit(&r, "R1"));
+    run_done(&r);
+    tamis_rules_unref(rs);
+    tamis_diag_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +749,8 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_time_limit),
         cmocka_unit_test(test_autolearn_points),
+        cmocka_unit_test(test_subjprefix),
+        cmocka_unit_test(test_redirector_pattern),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

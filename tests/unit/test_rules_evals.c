@@ -806,6 +806,37 @@ static void test_evals_vs_sa(void **state)
         free(files[i]);
 }
 
+/* A dashed rule ("----") inside a multipart child is text, not the end of the part: the long
+ * quoted-printable line after it counts (spam-2/00884, MIME_QP_LONG_LINE in SpamAssassin). */
+static void test_qp_long_line_after_dashes(void **state)
+{
+    (void)state;
+    tamis_conf_t *c = tamis_conf_new();
+    char longl[400];
+    memset(longl, 'x', 355);
+    longl[355] = '\0';
+    char msg[1200];
+    snprintf(msg, sizeof msg,
+             "Subject: t\nMIME-Version: 1.0\n"
+             "Content-type: multipart/mixed; boundary=\"#DM6#\"\n\n"
+             "--#DM6#\nContent-Type: text/plain; charset=us-ascii\n"
+             "Content-Transfer-Encoding: quoted-printable\n\nshort\n"
+             "------------------------------------------\n%s\n\n--#DM6#--\n",
+             longl);
+    assert_true(eval_on(msg, c, "check_for_mime", (const char *const[]){"mime_qp_long_line"}, 1) ==
+                1);
+    /* the same part ends at its boundary: a long line after it is not part of it */
+    snprintf(msg, sizeof msg,
+             "Subject: t\nMIME-Version: 1.0\n"
+             "Content-type: multipart/mixed; boundary=\"#DM6#\"\n\n"
+             "--#DM6#\nContent-Type: text/plain; charset=us-ascii\n"
+             "Content-Transfer-Encoding: quoted-printable\n\nshort\n--#DM6#--\n%s\n",
+             longl);
+    assert_true(eval_on(msg, c, "check_for_mime", (const char *const[]){"mime_qp_long_line"}, 1) ==
+                0);
+    tamis_conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_relays_vs_sa),
         cmocka_unit_test(test_relays_vs_sa_trusted),
         cmocka_unit_test(test_evals_vs_sa),
+        cmocka_unit_test(test_qp_long_line_after_dashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

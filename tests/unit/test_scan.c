@@ -393,10 +393,45 @@ static void test_rewrite_spam_crlf(void **state)
     fake_free(f);
 }
 
+/* _SUBJPREFIX_ and the Subject rewrite with the rules' subjprefix, as spamassassin -t prints
+ * them (report_safe 0: the prefix goes on every rewritten header; ham: on the Subject only). */
+static void test_subjprefix(void **state)
+{
+    (void)state;
+    const char *m = "From: A <a@example.com>\nSubject: Hi\n\nBody\n";
+    fake_t *f = fake_new(m, 6.0, true);
+    f->conf.header_count = 0;
+    f->conf.rewrite_subject = "*SPAM*";
+    f->conf.rewrite_from = "FT";
+    f->s.result.subjprefix = "[P1] [P2 _REQD_] ";
+    assert_string_equal(expand(&f->s, "x_SUBJPREFIX_x"), "x[P1] [P2 _REQD_] x");
+    assert_string_equal(expand(&f->s, "[_RULESVERSION_]"), "[]");
+    tamis_buf_t b;
+    tamis_buf_init(&b, 0);
+    assert_int_equal(tamis_scan_rewrite(&f->s, &b), 0);
+    assert_string_equal(b.data, "From: (FT) [P1] [P2 5.0] A <a@example.com>\n"
+                                "Subject: *SPAM* [P1] [P2 5.0] Hi\n"
+                                "X-Spam-Prev-From: A <a@example.com>\n"
+                                "X-Spam-Prev-Subject: Hi\n"
+                                "\n"
+                                "Body\n");
+    fake_free(f);
+    f = fake_new(m, 1.0, false);
+    f->conf.header_count = 0;
+    f->conf.rewrite_subject = "*SPAM*";
+    f->s.result.subjprefix = "[P1] ";
+    tamis_buf_reset(&b);
+    assert_int_equal(tamis_scan_rewrite(&f->s, &b), 0);
+    assert_string_equal(b.data, "From: A <a@example.com>\nSubject: [P1] Hi\n\nBody\n");
+    tamis_buf_free(&b);
+    fake_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wrap),
+        cmocka_unit_test(test_subjprefix),
         cmocka_unit_test(test_fold_and_encode),
         cmocka_unit_test(test_display_score),
         cmocka_unit_test(test_pristine),
