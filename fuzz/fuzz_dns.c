@@ -1,10 +1,10 @@
 /*
  * libFuzzer target for lib/net's answer handling: the input's first byte picks the record type
- * (A, NS, TXT, PTR, MX, AAAA), the rest is a raw DNS response fed to tamis_net_answer_parse, as c-ares hands it
- * to the resolver. Every A answer then goes through the blocked-code classification and the
- * sub-test matcher for the big lists' zones; the tail of the input also serves as a sub-test.
- * Checks the invariants callers rely on: records only in OK answers, bounded counts and strings,
- * a blocked or bogus answer never hits a listing rule.
+ * (A, NS, TXT, PTR, MX, AAAA), the rest is a raw DNS response fed to tamis_net_answer_parse, as
+ * c-ares hands it to the resolver. Every A answer then goes through the blocked-code classification
+ * and the sub-test matcher for the big lists' zones; the tail of the input also serves as a
+ * sub-test. Checks the invariants callers rely on: records only in OK answers, bounded counts and
+ * strings, a blocked or bogus answer never hits a listing rule.
  */
 #include "tamis/net.h"
 

@@ -45,7 +45,8 @@ typedef struct {
 int tamis_auth_dns_batch(tamis_auth_dns_t *out, tamis_net_batch_t *b, double deadline_ms,
                          tamis_arena_t *arena);
 
-/* ---- results ----------------------------------------------------------------------------------- */
+/* ---- results -----------------------------------------------------------------------------------
+ */
 
 typedef enum {
     TAMIS_AUTH_NONE = 0, /* not checked, or nothing to check (no record, no signature) */
@@ -62,11 +63,11 @@ const char *tamis_auth_status_name(tamis_auth_status_t s);
 
 typedef struct {
     tamis_auth_status_t status;
-    const char *domain;   /* d= */
-    const char *selector; /* s= */
+    const char *domain;    /* d= */
+    const char *selector;  /* s= */
     const char *algorithm; /* "rsa-sha256", "rsa-sha1", "ed25519-sha256" */
-    unsigned key_bits;    /* RSA modulus bits (0 for ed25519 or when no key) */
-    const char *reason;   /* short text for the header comment / report, or NULL */
+    unsigned key_bits;     /* RSA modulus bits (0 for ed25519 or when no key) */
+    const char *reason;    /* short text for the header comment / report, or NULL */
     /* Domain of i= (d= when i= is absent), lower case: what SpamAssassin matches against the
      * author and envelope domains (DKIM_VALID_AU, DKIM_VALID_EF). NULL when the tags did not
      * parse. */
@@ -124,9 +125,9 @@ typedef struct {
     const char *client_ip;
     const char *helo;
     const char *envelope_from; /* address without <>; "" = null sender; NULL = unknown */
-    bool no_dns;   /* local tests only: DKIM_SIGNED-style results only, no lookups */
+    bool no_dns;               /* local tests only: DKIM_SIGNED-style results only, no lookups */
     bool skip_spf, skip_dkim, skip_dmarc;
-    double now;    /* seconds since the epoch, for DKIM t=/x= (0 = time(NULL)) */
+    double now; /* seconds since the epoch, for DKIM t=/x= (0 = time(NULL)) */
     /* ADSP (RFC 5617, historic) as SpamAssassin still applies it: the conf's adsp_override
      * entries (tamis_conf_t.adsp_override, same layout); a domain without one is looked up
      * (_adsp._domainkey TXT, and the domain itself for NXDOMAIN). */

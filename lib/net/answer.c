@@ -311,8 +311,7 @@ int tamis_net_answer_parse(const uint8_t *buf, size_t len, tamis_net_type_t type
                     rlen -= 2;
                 }
                 size_t l, o2 = roff;
-                if (read_name(&m, roff, name, &l) < 0 || skip_name(&m, &o2) < 0 ||
-                    o2 > roff + rlen)
+                if (read_name(&m, roff, name, &l) < 0 || skip_name(&m, &o2) < 0 || o2 > roff + rlen)
                     return TAMIS_EPARSE;
                 need = sizeof(char *) + l + 1;
             }

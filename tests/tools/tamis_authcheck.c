@@ -8,8 +8,8 @@
  *                   [--authserv-id mx.test] [--adsp DOMAIN:LETTER]… [--skip-spf] message.eml
  *
  * Output, one line each: "dkim STATUS d= s= a= bits= reason=", "dmarc STATUS record=0|1
- * policy=…", "adsp LETTER|-", "spf-mailfrom …", "spf-helo …", "eval NAME 0|1" for every eval function, and
- * "header …" (unfolded). Exit status 0, or 2 on a usage or setup error.
+ * policy=…", "adsp LETTER|-", "spf-mailfrom …", "spf-helo …", "eval NAME 0|1" for every eval
+ * function, and "header …" (unfolded). Exit status 0, or 2 on a usage or setup error.
  *
  * Threads as in tamisd: the main thread runs the libuv loop and the resolver, a worker thread
  * runs the check and waits on its batch.

@@ -370,10 +370,10 @@ static void test_parse_spf_types(void **state)
     /* MX: sorted by preference (stable), names lower case, compression inside rdata; a null MX
      * (RFC 7505) is the empty name. */
     question(&p, 0, 4, "example.com", 15);
-    rr(&p, 15, 3600, "\x00\x14\x03MX2\xc0\x0c", 8);         /* 20 mx2.example.com */
-    rr(&p, 15, 3600, "\x00\x0a\x03mx1\x05other\x00", 13);   /* 10 mx1.other */
-    rr(&p, 15, 1200, "\x00\x14\x03mx3\xc0\x0c", 8);         /* 20 mx3.example.com */
-    rr(&p, 15, 3600, "\x00\x00\x00", 3);                      /* 0 . */
+    rr(&p, 15, 3600, "\x00\x14\x03MX2\xc0\x0c", 8);       /* 20 mx2.example.com */
+    rr(&p, 15, 3600, "\x00\x0a\x03mx1\x05other\x00", 13); /* 10 mx1.other */
+    rr(&p, 15, 1200, "\x00\x14\x03mx3\xc0\x0c", 8);       /* 20 mx3.example.com */
+    rr(&p, 15, 3600, "\x00\x00\x00", 3);                  /* 0 . */
     assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_MX, &a), 0);
     assert_int_equal(a->type, TAMIS_NET_MX);
     assert_int_equal(a->count, 4);
@@ -404,7 +404,11 @@ static void test_parse_spf_types(void **state)
     /* PTR: a name, lower case, no trailing dot; other types in the answer ignored. */
     question(&p, 0, 2, "1.2.0.192.in-addr.arpa", 12);
     rr(&p, 5, 60, "\x01x\x00", 3); /* a CNAME */
-    rr(&p, 12, 86400, "\x04Mail\x07" "Example\x03" "com\x00", 18);
+    rr(&p, 12, 86400,
+       "\x04Mail\x07"
+       "Example\x03"
+       "com\x00",
+       18);
     assert_int_equal(tamis_net_answer_parse(p.b, p.n, TAMIS_NET_PTR, &a), 0);
     assert_int_equal(a->type, TAMIS_NET_PTR);
     assert_int_equal(a->count, 1);
@@ -426,9 +430,9 @@ static void test_parse_spf_types(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reverse),   cmocka_unit_test(test_zone_name),
-        cmocka_unit_test(test_subtest),   cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_dnsbl_hit), cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_reverse),         cmocka_unit_test(test_zone_name),
+        cmocka_unit_test(test_subtest),         cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_dnsbl_hit),       cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_spf_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
