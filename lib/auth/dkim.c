@@ -207,6 +207,25 @@ static bool valid_domain(const char *d)
         return (code);                                                                             \
     } while (0)
 
+/* The next item of a colon-separated tag value ("sha1:sha256", "email:*"), whitespace trimmed;
+ * *i is the cursor (start at 0). False when the list is done. */
+static bool next_item(tamis_slice_t v, size_t *i, tamis_slice_t *out)
+{
+    if (*i > v.len)
+        return false;
+    size_t j = *i;
+    while (j < v.len && v.ptr[j] != ':')
+        j++;
+    tamis_slice_t m = tamis_slice(v.ptr + *i, j - *i);
+    while (m.len && is_fws(m.ptr[0]))
+        m.ptr++, m.len--;
+    while (m.len && is_fws(m.ptr[m.len - 1]))
+        m.len--;
+    *i = j + 1;
+    *out = m;
+    return true;
+}
+
 int tamis__dkim_sig_parse(const char *v, size_t n, tamis_arena_t *arena, tamis__dkim_sig_t *out,
                           const char **why)
 {
@@ -280,14 +299,10 @@ int tamis__dkim_sig_parse(const char *v, size_t n, tamis_arena_t *arena, tamis__
         /* a colon-separated list that must name dns/txt */
         bool ok = false;
         size_t i = 0;
-        while (i <= t->value.len) {
-            size_t j = i;
-            while (j < t->value.len && t->value.ptr[j] != ':')
-                j++;
-            tamis_slice_t m = tamis_slice(t->value.ptr + i, j - i);
+        tamis_slice_t m;
+        while (next_item(t->value, &i, &m)) {
             if (slice_ieq(m, "dns/txt") || slice_ieq(m, "dns"))
                 ok = true;
-            i = j + 1;
         }
         if (!ok)
             FAIL(TAMIS_EUNSUPPORTED, "unsupported query method");
@@ -418,57 +433,33 @@ int tamis__dkim_key_parse(const char *txt, size_t n, tamis_arena_t *arena, tamis
     if ((t = tamis__tag_find(tags, count, "h")) != NULL) {
         out->sha1_ok = out->sha256_ok = false;
         size_t i = 0;
-        while (i <= t->value.len) {
-            size_t j = i;
-            while (j < t->value.len && t->value.ptr[j] != ':')
-                j++;
-            tamis_slice_t m = tamis_slice(t->value.ptr + i, j - i);
-            while (m.len && is_fws(m.ptr[0]))
-                m.ptr++, m.len--;
-            while (m.len && is_fws(m.ptr[m.len - 1]))
-                m.len--;
+        tamis_slice_t m;
+        while (next_item(t->value, &i, &m)) {
             if (slice_ieq(m, "sha1"))
                 out->sha1_ok = true;
             else if (slice_ieq(m, "sha256"))
                 out->sha256_ok = true;
-            i = j + 1;
         }
     }
     if ((t = tamis__tag_find(tags, count, "s")) != NULL) {
         bool ok = false;
         size_t i = 0;
-        while (i <= t->value.len) {
-            size_t j = i;
-            while (j < t->value.len && t->value.ptr[j] != ':')
-                j++;
-            tamis_slice_t m = tamis_slice(t->value.ptr + i, j - i);
-            while (m.len && is_fws(m.ptr[0]))
-                m.ptr++, m.len--;
-            while (m.len && is_fws(m.ptr[m.len - 1]))
-                m.len--;
+        tamis_slice_t m;
+        while (next_item(t->value, &i, &m)) {
             if (slice_eq(m, "*") || slice_ieq(m, "email"))
                 ok = true;
-            i = j + 1;
         }
         if (!ok)
             FAIL(TAMIS_EUNSUPPORTED, "key not for email");
     }
     if ((t = tamis__tag_find(tags, count, "t")) != NULL) {
         size_t i = 0;
-        while (i <= t->value.len) {
-            size_t j = i;
-            while (j < t->value.len && t->value.ptr[j] != ':')
-                j++;
-            tamis_slice_t m = tamis_slice(t->value.ptr + i, j - i);
-            while (m.len && is_fws(m.ptr[0]))
-                m.ptr++, m.len--;
-            while (m.len && is_fws(m.ptr[m.len - 1]))
-                m.len--;
+        tamis_slice_t m;
+        while (next_item(t->value, &i, &m)) {
             if (slice_eq(m, "y"))
                 out->testing = true;
             else if (slice_eq(m, "s"))
                 out->strict_domain = true;
-            i = j + 1;
         }
     }
     if (!(t = tamis__tag_find(tags, count, "p")))

@@ -287,65 +287,15 @@ static void drop_end_anchors(char *p)
 }
 
 /*
- * Large bounded repeats (<a\s[^>]{0,2048}…) make Vectorscan's compile take many seconds; the
- * database gets X{m,} for X{m,n} with n > MAX_BOUND, again only a wider pattern. In place.
+ * Widening the counted repeats of a pattern for its database, in place; the language only grows
+ * (PCRE2 confirms every candidate, so no hit is lost):
+ * - always: large bounded repeats (<a\s[^>]{0,2048}…) make Vectorscan's compile take many
+ *   seconds, so X{m,n} with n > MAX_BOUND becomes X{m,};
+ * - loosen (big patterns): every {m}, {m,} or {m,n} becomes + (m >= 1) or * (m == 0), an X{m,n}
+ *   match being an X+ match at the same place, so that repeats of large alternations (the
+ *   ReplaceTags form rules' "){5}") compile in a fraction of a second instead of many.
  */
-static void relax_bounds(char *p)
-{
-    char *w = p;
-    bool in_class = false;
-    for (char *r = p; *r;) {
-        if (*r == '\\' && r[1]) {
-            *w++ = *r++;
-            *w++ = *r++;
-            continue;
-        }
-        if (!in_class && *r == '[') {
-            in_class = true;
-            *w++ = *r++;
-            if (*r == '^')
-                *w++ = *r++;
-            if (*r == ']')
-                *w++ = *r++;
-            continue;
-        }
-        if (in_class && *r == '[' && r[1] == ':') {
-            char *e = strstr(r + 2, ":]");
-            if (e) {
-                while (r < e + 2)
-                    *w++ = *r++;
-                continue;
-            }
-        }
-        if (in_class && *r == ']')
-            in_class = false;
-        if (!in_class && *r == '{') {
-            char *q = r + 1, *comma, *end;
-            while (*q >= '0' && *q <= '9')
-                q++;
-            comma = q;
-            if (q > r + 1 && *comma == ',') {
-                q++;
-                long hi = strtol(q, &end, 10);
-                if (end > q && *end == '}' && hi > MAX_BOUND) {
-                    while (r <= comma)
-                        *w++ = *r++;
-                    *w++ = '}';
-                    r = end + 1;
-                    continue;
-                }
-            }
-        }
-        *w++ = *r++;
-    }
-    *w = 0;
-}
-
-/* For the prefilter of a big pattern: every counted repeat {m}, {m,} or {m,n} becomes + (m >= 1)
- * or * (m == 0). The language only grows (an X{m,n} match is an X+ match at the same place) and
- * PCRE2 confirms every candidate, so no hit is lost, while Vectorscan compiles repeats of large
- * alternations (the ReplaceTags form rules' "){5}") in a fraction of a second instead of many. */
-static void loosen_bounds(char *p)
+static void widen_bounds(char *p, bool loosen)
 {
     char *w = p;
     bool in_class = false;
@@ -375,16 +325,24 @@ static void loosen_bounds(char *p)
         if (in_class && *r == ']')
             in_class = false;
         if (!in_class && *r == '{' && w > p) {
-            char *q = r + 1;
-            long lo = strtol(q, &q, 10);
+            char *q = r + 1, *comma = NULL;
+            long lo = strtol(q, &q, 10), hi = -1;
             bool ok = q > r + 1;
             if (ok && *q == ',') {
-                q++;
-                while (*q >= '0' && *q <= '9')
-                    q++;
+                comma = q++;
+                char *h = q;
+                hi = strtol(h, &q, 10);
+                if (q == h)
+                    hi = -1;
             }
-            if (ok && *q == '}') {
-                *w++ = lo >= 1 ? '+' : '*';
+            if (ok && *q == '}' && (loosen || (comma && hi > MAX_BOUND))) {
+                if (loosen) {
+                    *w++ = lo >= 1 ? '+' : '*';
+                } else {
+                    while (r <= comma)
+                        *w++ = *r++;
+                    *w++ = '}';
+                }
                 r = q + 1;
                 continue;
             }
@@ -423,7 +381,7 @@ typedef struct {
     char *src; /* PCRE2 source text (malloc) */
     unsigned flags;
     int group;
-    bool big; /* loosened (loosen_bounds), in its type's big group */
+    bool big; /* loosened (widen_bounds), in its type's big group */
 } item_t;
 
 static int cmp_str(const void *a, const void *b)
@@ -715,7 +673,7 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
             return TAMIS_ENOMEM;
         }
         drop_end_anchors(src);
-        relax_bounds(src);
+        widen_bounds(src, false);
         if (caseless_somewhere(src, r->re_flags)) {
             char *w = widen_high_bytes(src);
             free(src);
@@ -727,7 +685,7 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
         }
         bool big = strlen(src) > BIG_PATTERN;
         if (big)
-            loosen_bounds(src);
+            widen_bounds(src, true);
         /* big header patterns stay with PCRE2: one more database per header is not worth it */
         if (big && (strlen(src) > HS_MAX_PATTERN || r->type == TAMIS_RULE_HEADER)) {
             free(src);
