@@ -238,6 +238,37 @@ static char *widen_high_bytes(const char *p)
     return out ? out : strdup("");
 }
 
+/* One step of an in-place pattern rewrite: copies an escape or character-class syntax at *r to *w
+ * verbatim (a class's [:name:] and a leading ^ or ] included), tracking *in_class. Returns false,
+ * moving nothing, when *r is an ordinary character outside a class. */
+static bool copy_syntax(char **r, char **w, bool *in_class)
+{
+    char *a = *r, *b = *w, *e;
+    if (a[0] == '\\' && a[1]) {
+        *b++ = *a++;
+        *b++ = *a++;
+    } else if (!*in_class && *a == '[') {
+        *in_class = true;
+        *b++ = *a++;
+        if (*a == '^')
+            *b++ = *a++;
+        if (*a == ']')
+            *b++ = *a++;
+    } else if (*in_class && a[0] == '[' && a[1] == ':' && (e = strstr(a + 2, ":]"))) {
+        while (a < e + 2)
+            *b++ = *a++;
+    } else if (*in_class) {
+        if (*a == ']')
+            *in_class = false;
+        *b++ = *a++;
+    } else {
+        return false;
+    }
+    *r = a;
+    *w = b;
+    return true;
+}
+
 /*
  * Vectorscan 5.4.9 misses some end-anchored matches (found by the comparison test:
  * /^\[ [^\]]+ \]$/ fails on subjects longer than 69 bytes, /^\[ [^\]]+ \]/ does not). Dropping
@@ -249,35 +280,13 @@ static void drop_end_anchors(char *p)
     char *w = p;
     bool in_class = false;
     for (char *r = p; *r;) {
-        if (*r == '\\' && r[1]) {
-            if (!in_class && (r[1] == 'z' || r[1] == 'Z')) {
-                r += 2;
-                continue;
-            }
-            *w++ = *r++;
-            *w++ = *r++;
+        if (!in_class && r[0] == '\\' && (r[1] == 'z' || r[1] == 'Z')) {
+            r += 2;
             continue;
         }
-        if (!in_class && *r == '[') {
-            in_class = true;
-            *w++ = *r++;
-            if (*r == '^')
-                *w++ = *r++;
-            if (*r == ']')
-                *w++ = *r++;
+        if (copy_syntax(&r, &w, &in_class))
             continue;
-        }
-        if (in_class && *r == '[' && r[1] == ':') {
-            char *e = strstr(r + 2, ":]");
-            if (e) {
-                while (r < e + 2)
-                    *w++ = *r++;
-                continue;
-            }
-        }
-        if (in_class && *r == ']')
-            in_class = false;
-        else if (!in_class && *r == '$') {
+        if (*r == '$') {
             r++;
             continue;
         }
@@ -300,31 +309,9 @@ static void widen_bounds(char *p, bool loosen)
     char *w = p;
     bool in_class = false;
     for (char *r = p; *r;) {
-        if (*r == '\\' && r[1]) {
-            *w++ = *r++;
-            *w++ = *r++;
+        if (copy_syntax(&r, &w, &in_class))
             continue;
-        }
-        if (!in_class && *r == '[') {
-            in_class = true;
-            *w++ = *r++;
-            if (*r == '^')
-                *w++ = *r++;
-            if (*r == ']')
-                *w++ = *r++;
-            continue;
-        }
-        if (in_class && *r == '[' && r[1] == ':') {
-            char *e = strstr(r + 2, ":]");
-            if (e) {
-                while (r < e + 2)
-                    *w++ = *r++;
-                continue;
-            }
-        }
-        if (in_class && *r == ']')
-            in_class = false;
-        if (!in_class && *r == '{' && w > p) {
+        if (*r == '{' && w > p) {
             char *q = r + 1, *comma = NULL;
             long lo = strtol(q, &q, 10), hi = -1;
             bool ok = q > r + 1;
