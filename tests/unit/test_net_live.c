@@ -28,13 +28,10 @@
 #include <cmocka.h>
 
 #include "tamis/net.h"
+#include "unbound_live.h"
 
-extern char **environ;
 
-static pid_t ub_pid = -1;
-static int ub_port;
-static char ub_dir[] = "/tmp/tamis-net-XXXXXX";
-static char servers[64];
+static unbound_live_t ub = {.pid = -1, .dir = "/tmp/tamis-net-XXXXXX"};
 
 static const char *const zone_data[] = {
     /* URIBL: 127.0.0.2 black, 127.0.0.1 "query refused" */
@@ -87,107 +84,30 @@ static double now_ms(void)
     return tamis_now_ms();
 }
 
-static int free_port(void)
+/* The 30 names of the concurrency test. */
+static void more_names(FILE *f)
 {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) < 0) {
-        if (s >= 0)
-            close(s);
-        return -1;
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static bool port_ready(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
+    for (int i = 0; i < 30; i++)
+        fprintf(f, "  local-data: \"d%d.example.multi.uribl.com. 300 IN A 127.0.0.2\"\n", i);
 }
 
 static int ub_start(void **state)
 {
     (void)state;
-    const char *bin = access("/usr/sbin/unbound", X_OK) == 0 ? "/usr/sbin/unbound" : NULL;
-    if (!bin || !mkdtemp(ub_dir))
-        return 0; /* tests skip */
-    for (int attempt = 0; attempt < 5 && ub_pid < 0; attempt++) {
-        ub_port = free_port();
-        char conf[256];
-        snprintf(conf, sizeof(conf), "%s/unbound.conf", ub_dir);
-        FILE *f = fopen(conf, "w");
-        if (!f)
-            return -1;
-        fprintf(f,
-                "server:\n  interface: 127.0.0.1\n  port: %d\n  do-ip6: no\n"
-                "  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"%s\"\n"
-                "  pidfile: \"\"\n  use-syslog: no\n  logfile: \"%s/unbound.log\"\n"
-                "  verbosity: 0\n  access-control: 127.0.0.0/8 allow\n"
-                "  local-zone: \".\" refuse\n",
-                ub_port, ub_dir, ub_dir);
-        for (size_t i = 0; zone_data[i]; i++)
-            fprintf(f, "  %s\n", zone_data[i]);
-        for (int i = 0; i < 30; i++)
-            fprintf(f, "  local-data: \"d%d.example.multi.uribl.com. 300 IN A 127.0.0.2\"\n", i);
-        fprintf(f, "remote-control:\n  control-enable: no\n");
-        fclose(f);
-        char *argv[] = {(char *)bin, "-d", "-c", conf, NULL};
-        pid_t pid;
-        if (posix_spawn(&pid, bin, NULL, NULL, argv, environ) != 0)
-            return -1;
-        double until = now_ms() + 10000;
-        while (now_ms() < until && !port_ready(ub_port)) {
-            if (waitpid(pid, NULL, WNOHANG) == pid) {
-                pid = -1;
-                break;
-            }
-            usleep(20000);
-        }
-        if (pid > 0 && port_ready(ub_port))
-            ub_pid = pid;
-        else if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        }
-    }
-    snprintf(servers, sizeof(servers), "127.0.0.1:%d", ub_port);
-    return 0;
+    unbound_live_start(&ub, zone_data, more_names);
+    return 0; /* without unbound the tests skip */
 }
 
 static int ub_stop(void **state)
 {
     (void)state;
-    if (ub_pid > 0) {
-        kill(ub_pid, SIGCONT);
-        kill(ub_pid, SIGTERM);
-        double until = now_ms() + 3000;
-        while (now_ms() < until && waitpid(ub_pid, NULL, WNOHANG) == 0)
-            usleep(10000);
-        if (kill(ub_pid, 0) == 0) {
-            kill(ub_pid, SIGKILL);
-            waitpid(ub_pid, NULL, 0);
-        }
-        ub_pid = -1;
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", ub_dir);
-    if (strncmp(ub_dir, "/tmp/tamis-net-", 15) == 0 && system(cmd) != 0)
-        return -1;
+    unbound_live_stop(&ub);
     return 0;
 }
 
 #define NEED_SERVER()                                                                              \
     do {                                                                                           \
-        if (ub_pid < 0)                                                                            \
+        if (ub.pid < 0)                                                                            \
             skip();                                                                                \
     } while (0)
 
@@ -202,7 +122,7 @@ static void rig_open(rig_t *r, unsigned timeout_ms, unsigned tries)
     assert_int_equal(uv_loop_init(&r->loop), 0);
     tamis_net_opts_t o;
     tamis_net_opts_default(&o);
-    o.servers = servers;
+    o.servers = ub.servers;
     o.timeout_ms = timeout_ms;
     o.tries = tries;
     char err[256] = "";
@@ -609,7 +529,7 @@ static void test_timeout(void **state)
     NEED_SERVER();
     rig_t r;
     rig_open(&r, 200, 2); /* deadline: 200 + 400 ms */
-    assert_int_equal(kill(ub_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ub.pid, SIGSTOP), 0);
     tamis_net_batch_t *b = tamis_net_batch_new(r.n);
     for (int i = 0; i < 10; i++) {
         char name[64];
@@ -619,7 +539,7 @@ static void test_timeout(void **state)
     double t0 = now_ms();
     size_t done = tamis_net_batch_run(b, &r.loop, t0 + 5000);
     double elapsed = now_ms() - t0;
-    kill(ub_pid, SIGCONT);
+    kill(ub.pid, SIGCONT);
     assert_int_equal(done, 10);
     for (size_t i = 0; i < 10; i++)
         assert_int_equal(tamis_net_batch_answer(b, i)->status, TAMIS_NET_TIMEOUT);

@@ -30,13 +30,10 @@
 
 #include "tamis/net.h"
 #include "tamis/scan.h"
+#include "unbound_live.h"
 
-extern char **environ;
 
-static pid_t ub_pid = -1;
-static int ub_port;
-static char ub_dir[] = "/tmp/tamis-scandns-XXXXXX";
-static char servers[64];
+static unbound_live_t ub = {.pid = -1, .dir = "/tmp/tamis-scandns-XXXXXX"};
 
 static const char *const zone_data[] = {
     "local-zone: \"multi.uribl.com.\" static",
@@ -71,98 +68,6 @@ static const char *const zone_data[] = {
     NULL,
 };
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-        getsockname(s, (struct sockaddr *)&a, &l) < 0) {
-        if (s >= 0)
-            close(s);
-        return -1;
-    }
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static bool port_ready(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (s >= 0)
-        close(s);
-    return ok;
-}
-
-static void ub_start(void)
-{
-    const char *bin = access("/usr/sbin/unbound", X_OK) == 0 ? "/usr/sbin/unbound" : NULL;
-    if (!bin || !mkdtemp(ub_dir))
-        return;
-    for (int attempt = 0; attempt < 5 && ub_pid < 0; attempt++) {
-        ub_port = free_port();
-        char conf[256];
-        snprintf(conf, sizeof(conf), "%s/unbound.conf", ub_dir);
-        FILE *f = fopen(conf, "w");
-        if (!f)
-            return;
-        fprintf(f,
-                "server:\n  interface: 127.0.0.1\n  port: %d\n  do-ip6: no\n"
-                "  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"%s\"\n"
-                "  pidfile: \"\"\n  use-syslog: no\n  logfile: \"%s/unbound.log\"\n"
-                "  verbosity: 0\n  access-control: 127.0.0.0/8 allow\n"
-                "  local-zone: \".\" refuse\n",
-                ub_port, ub_dir, ub_dir);
-        for (size_t i = 0; zone_data[i]; i++)
-            fprintf(f, "  %s\n", zone_data[i]);
-        fprintf(f, "remote-control:\n  control-enable: no\n");
-        fclose(f);
-        char *argv[] = {(char *)bin, "-d", "-c", conf, NULL};
-        pid_t pid;
-        if (posix_spawn(&pid, bin, NULL, NULL, argv, environ) != 0)
-            return;
-        double until = tamis_now_ms() + 10000;
-        while (tamis_now_ms() < until && !port_ready(ub_port)) {
-            if (waitpid(pid, NULL, WNOHANG) == pid) {
-                pid = -1;
-                break;
-            }
-            usleep(20000);
-        }
-        if (pid > 0 && port_ready(ub_port))
-            ub_pid = pid;
-        else if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        }
-    }
-    snprintf(servers, sizeof(servers), "127.0.0.1:%d", ub_port);
-}
-
-static void ub_stop(void)
-{
-    if (ub_pid > 0) {
-        kill(ub_pid, SIGCONT);
-        kill(ub_pid, SIGTERM);
-        double until = tamis_now_ms() + 3000;
-        while (tamis_now_ms() < until && waitpid(ub_pid, NULL, WNOHANG) == 0)
-            usleep(10000);
-        if (kill(ub_pid, 0) == 0) {
-            kill(ub_pid, SIGKILL);
-            waitpid(ub_pid, NULL, 0);
-        }
-        ub_pid = -1;
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", ub_dir);
-    if (strncmp(ub_dir, "/tmp/tamis-scandns-", 19) == 0 && system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", ub_dir);
-}
-
 /* ---- the resolver on its own loop thread, as tamisd runs it ---------------------------------- */
 
 static uv_loop_t loop;
@@ -186,11 +91,11 @@ static void *loop_main(void *arg)
 
 static void net_start(void)
 {
-    if (ub_pid < 0 || uv_loop_init(&loop) != 0)
+    if (ub.pid < 0 || uv_loop_init(&loop) != 0)
         return;
     tamis_net_opts_t o;
     tamis_net_opts_default(&o);
-    o.servers = servers;
+    o.servers = ub.servers;
     o.timeout_ms = 3000; /* longer than rbl_timeout: the scan's deadline must cut the wait */
     o.tries = 2;
     char err[256];
@@ -298,7 +203,7 @@ static const char *const authres_lines[] = {
 static int setup(void **state)
 {
     (void)state;
-    ub_start();
+    unbound_live_start(&ub, zone_data, NULL);
     net_start();
     struct stat sb;
     const char *extra[] = {"rbl_timeout 2"};
@@ -320,7 +225,7 @@ static int teardown(void **state)
     tamis_rules_unref(pref);
     tamis_rules_unref(authres);
     net_stop();
-    ub_stop();
+    unbound_live_stop(&ub);
     return 0;
 }
 
@@ -537,10 +442,10 @@ static void test_deadline(void **state)
     char hits[512];
     double ms;
     tamis_scan_dns_t d;
-    kill(ub_pid, SIGSTOP);
+    kill(ub.pid, SIGSTOP);
     net_hits(stock, message("198.51.100.77", "Visit http://never-answered.com/ please."), hits,
              sizeof hits, &d, &ms);
-    kill(ub_pid, SIGCONT);
+    kill(ub.pid, SIGCONT);
     assert_string_equal(hits, "");
     assert_true(d.queries > 0);
     assert_int_equal(d.answered, 0);
