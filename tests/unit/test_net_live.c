@@ -30,7 +30,6 @@
 #include "tamis/net.h"
 #include "unbound_live.h"
 
-
 static unbound_live_t ub = {.pid = -1, .dir = "/tmp/tamis-net-XXXXXX"};
 
 static const char *const zone_data[] = {

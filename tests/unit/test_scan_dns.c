@@ -32,7 +32,6 @@
 #include "tamis/scan.h"
 #include "unbound_live.h"
 
-
 static unbound_live_t ub = {.pid = -1, .dir = "/tmp/tamis-scandns-XXXXXX"};
 
 static const char *const zone_data[] = {
