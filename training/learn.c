@@ -420,7 +420,8 @@ static int print_tokens(const char *path)
 }
 
 /* --classify FILE...: Tamis extension printing "status prob nspam nham used FILE" per message
- * (status ok / not-enough / no-tokens), for tests and benchmarks. */
+ * (status ok / not-enough / no-tokens), for tests and benchmarks; prob in full precision so
+ * that rankings (1-AUC) see every difference. */
 static int classify_files(tamis_bayes_t *db, char **files, size_t n)
 {
     int status = 0;
@@ -438,7 +439,7 @@ static int classify_files(tamis_bayes_t *db, char **files, size_t n)
             status = 1;
         } else {
             static const char *const names[] = {"ok", "not-enough", "no-tokens"};
-            printf("%s %.4f %llu %llu %zu %s\n", names[res.status], res.prob,
+            printf("%s %.17g %llu %llu %zu %s\n", names[res.status], res.prob,
                    (unsigned long long)res.nspam, (unsigned long long)res.nham, res.tokens_used,
                    files[i]);
         }

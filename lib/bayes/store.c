@@ -951,6 +951,32 @@ static double chi2q(double x2, size_t halfv)
     return sum < 1.0 ? sum : 1.0;
 }
 
+/* log of chi2q(2m, 2k) = e^-m * sum_{i<k} m^i / i!, the same series kept in logs so that it
+ * never underflows (m reaches thousands on long, one-sided token sets). */
+static double log_chi2q(double m, size_t k)
+{
+    if (m <= 0)
+        return 0;
+    double lm = log(m), top = -INFINITY, t = 0;
+    /* the largest term is the last one when m >= k, else near i = m */
+    for (size_t i = 0; i < k; i++) {
+        t = (double)i * lm - lgamma((double)i + 1.0);
+        if (t > top)
+            top = t;
+    }
+    double sum = 0;
+    for (size_t i = 0; i < k; i++)
+        sum += exp((double)i * lm - lgamma((double)i + 1.0) - top);
+    double r = -m + top + log(sum);
+    return r < 0 ? r : 0;
+}
+
+/* Half-width of the band around 0.5 where SA's double result is replaced by the tie-break: below
+ * 1e-9 from SA's value, far under any rule boundary (BAYES_40..BAYES_60 is 0.4..0.6). */
+#define TIE_BAND 5e-10
+/* Scale of the log ratio in the tie-break: log ratios of saturated sets are tens to hundreds. */
+#define TIE_SCALE 64.0
+
 double tamis_bayes_combine(uint64_t ns, uint64_t nh, const double *probs, size_t n)
 {
     if (!n || ns + nh == 0)
@@ -972,11 +998,19 @@ double tamis_bayes_combine(uint64_t ns, uint64_t nh, const double *probs, size_t
             Hexp += e;
         }
     }
-    S = log(S) + Sexp * M_LN2;
-    H = log(H) + Hexp * M_LN2;
-    S = 1.0 - chi2q(-2.0 * S, n);
-    H = 1.0 - chi2q(-2.0 * H, n);
-    return ((S - H) + 1.0) / 2.0;
+    double lS = log(S) + Sexp * M_LN2, lH = log(H) + Hexp * M_LN2;
+    /* SpamAssassin's arithmetic, kept as is so its verdicts are reproduced bit for bit */
+    double pS = 1.0 - chi2q(-2.0 * lS, n);
+    double pH = 1.0 - chi2q(-2.0 * lH, n);
+    double prob = ((pS - pH) + 1.0) / 2.0;
+    if (fabs(prob - 0.5) >= TIE_BAND)
+        return prob;
+    /* Saturated: both upper tails are below double precision next to 1, so SA's difference is 0
+     * (or rounding noise). Order these sets by the log ratio of the tails instead: positive when
+     * the ham tail is the larger one, i.e. the spam evidence is the more extreme. The result
+     * stays inside the band, so it never crosses a value SA would give outside it. */
+    double r = (log_chi2q(-lH, n) - log_chi2q(-lS, n)) / TIE_SCALE;
+    return 0.5 + TIE_BAND * r / (1.0 + fabs(r));
 }
 
 typedef struct {

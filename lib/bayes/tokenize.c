@@ -95,13 +95,46 @@ static int set_grow(tamis_bayes_tokens_t *t)
     return 0;
 }
 
+/* Per-thread cache of recent token → key hashes: most tokens of a message (header names, common
+ * words) were seen in the messages before, and SHA-1 was the largest cost of learning. Static
+ * thread-local storage (no allocation, nothing to free); a slot holds tokens of up to
+ * KCACHE_LEN bytes. */
+#define KCACHE_SLOTS 4096
+#define KCACHE_LEN 26
+typedef struct {
+    uint8_t len; /* 0 = empty */
+    uint8_t key[TAMIS_BAYES_KEY_LEN];
+    char s[KCACHE_LEN];
+} kcache_slot_t;
+static _Thread_local kcache_slot_t kcache[KCACHE_SLOTS];
+
+static void cached_key(const char *s, size_t n, uint8_t key[TAMIS_BAYES_KEY_LEN])
+{
+    if (n > KCACHE_LEN) {
+        tamis_bayes_token_key(s, n, key);
+        return;
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    kcache_slot_t *c = &kcache[h & (KCACHE_SLOTS - 1)];
+    if (c->len == n && memcmp(c->s, s, n) == 0) {
+        memcpy(key, c->key, TAMIS_BAYES_KEY_LEN);
+        return;
+    }
+    tamis_bayes_token_key(s, n, key);
+    c->len = (uint8_t)n;
+    memcpy(c->key, key, TAMIS_BAYES_KEY_LEN);
+    memcpy(c->s, s, n);
+}
+
 /* Adds a token string (not NUL-terminated); empty strings are dropped like SA does. */
 static int set_add(tamis_bayes_tokens_t *t, const char *s, size_t n)
 {
     if (n == 0)
         return 0;
     uint8_t key[TAMIS_BAYES_KEY_LEN];
-    tamis_bayes_token_key(s, n, key);
+    cached_key(s, n, key);
     size_t j = key_hash(key) & (t->nslots - 1);
     while (t->slots[j]) {
         if (memcmp(t->toks[t->slots[j] - 1].key, key, TAMIS_BAYES_KEY_LEN) == 0)

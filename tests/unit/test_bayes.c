@@ -528,6 +528,25 @@ static void test_combiner(void **state)
         many[i] = 0.999;
     double p = tamis_bayes_combine(200, 200, many, 150);
     assert_true(p > 0.999 && p <= 1.0);
+    /* Saturated sets: both chi-square tails are below double precision next to 1, where SA's
+     * arithmetic gives exactly 0.5 for all three; the log-space tie-break orders them by the
+     * log ratio of the tails and stays within 1e-9 of SA's 0.5. */
+    double spamside[150], hamside[150], even[150];
+    for (int i = 0; i < 150; i++) {
+        spamside[i] = i % 2 ? 0.999 : 0.01;
+        hamside[i] = i % 2 ? 0.99 : 0.001;
+        even[i] = i % 2 ? 0.99 : 0.01;
+    }
+    double ps = tamis_bayes_combine(200, 200, spamside, 150);
+    double ph = tamis_bayes_combine(200, 200, hamside, 150);
+    double pe = tamis_bayes_combine(200, 200, even, 150);
+    assert_true(ps > 0.5 && ps - 0.5 < 1e-9);
+    assert_true(ph < 0.5 && 0.5 - ph < 1e-9);
+    assert_true(fabs(pe - 0.5) < 1e-15); /* equal tails stay at 0.5 */
+    /* more spam evidence ranks higher among saturated sets */
+    spamside[0] = 0.9999;
+    spamside[2] = 0.9999;
+    assert_true(tamis_bayes_combine(200, 200, spamside, 150) > ps);
     assert_true(fabs(tamis_bayes_token_prob(10, 0, 100, 100, true) - 0.9986181455633102) < 1e-12);
     assert_true(fabs(tamis_bayes_token_prob(1, 1, 100, 100, true) - 0.5005615763546798) < 1e-12);
     assert_true(fabs(tamis_bayes_token_prob(3, 1, 200, 400, true) - 0.8547671038638781) < 1e-12);
