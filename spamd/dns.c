@@ -98,6 +98,15 @@ void tamisd_dns_stats_add(const tamisd_dns_t *d, tamis_net_stats_t *acc)
     acc->cancelled += s.cancelled;
 }
 
+#define ROUND_BINS 5 /* 0, 1, 2, 3, 4 or more */
+static _Atomic unsigned long rounds_hist[ROUND_BINS], auth_hist[ROUND_BINS];
+
+void tamisd_dns_note_rounds(unsigned rounds, unsigned auth_rounds)
+{
+    rounds_hist[rounds < ROUND_BINS ? rounds : ROUND_BINS - 1]++;
+    auth_hist[auth_rounds < ROUND_BINS ? auth_rounds : ROUND_BINS - 1]++;
+}
+
 void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base)
 {
     tamis_net_stats_t s;
@@ -112,6 +121,11 @@ void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base)
                (unsigned long long)s.merged, (unsigned long long)s.cache_hits,
                (unsigned long long)s.timeouts, (unsigned long long)s.errors,
                (unsigned long long)s.nxdomain);
+    tamisd_log(TAMISD_LOG_INFO,
+               "dns rounds per message: dnsbl 0:%lu 1:%lu 2:%lu 3:%lu 4+:%lu; auth 0:%lu "
+               "1:%lu 2:%lu 3:%lu 4+:%lu",
+               rounds_hist[0], rounds_hist[1], rounds_hist[2], rounds_hist[3], rounds_hist[4],
+               auth_hist[0], auth_hist[1], auth_hist[2], auth_hist[3], auth_hist[4]);
 }
 
 static void dns_free(tamisd_dns_t *d)

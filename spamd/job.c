@@ -259,6 +259,8 @@ static void scan_run(tamisd_scan_t *j)
     tamis_scan_dns(s, &dns);
     if (*dns.blocked_zones)
         tamisd_dns_warn_blocked(dns.blocked_zones);
+    if (dns.queries)
+        tamisd_dns_note_rounds(dns.rounds, dns.auth_rounds);
     tamis_buf_t body;
     tamis_buf_init(&body, 0);
     j->rc = reply_body(s, j->verb, &body);

@@ -73,6 +73,8 @@ typedef struct {
     size_t answered; /* of them, answered before the deadline (any status) */
     size_t skipped;  /* not started: over dns_max_queries */
     double wait_ms;  /* time the rules waited for answers */
+    unsigned rounds; /* DNSBL/URIBL: answer waits one after another (NS -> A -> list: up to 3) */
+    unsigned auth_rounds; /* SPF/DKIM/DMARC: answer waits one after another (include chains…) */
     /* Zones that answered with a refusal code (127.255.255.x, URIBL/SURBL 127.0.0.1 …),
      * space-separated, "" if none: the caller's cue for a rate-limited warning. Owned by s. */
     const char *blocked_zones;

@@ -1089,8 +1089,11 @@ int tamis_net_new(uv_loop_t *loop, const tamis_net_opts_t *opts, tamis_net_t **o
     ao.sock_state_cb = on_sock_state;
     ao.sock_state_cb_data = n;
     ao.ednspsz = EDNS_SIZE;
+    /* Hundreds of answers can land between two loop turns at high concurrency; a datagram the
+     * default buffer drops costs a whole retry timeout. (The kernel caps it at rmem_max.) */
+    ao.socket_receive_buffer_size = 1 << 20;
     int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB |
-               ARES_OPT_EDNSPSZ;
+               ARES_OPT_EDNSPSZ | ARES_OPT_SOCK_RCVBUF;
     int rc = ares_init_options(&n->ch, &ao, mask);
     if (rc != ARES_SUCCESS) {
         free(n->cache);

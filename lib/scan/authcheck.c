@@ -18,7 +18,33 @@ struct tamis__authck {
     tamis_net_batch_t *b;
     tamis_auth_t *auth;
     const tamis_auth_result_t *res;
+    tamis_auth_dns_t inner;    /* lib/auth's batch adapter, wrapped to count the rounds */
+    unsigned rounds;           /* blocking waits on a lookup started after the previous one */
+    unsigned char started[64]; /* round in which each of the first slots was started */
 };
+
+static int counted_start(void *ctx, const char *name, tamis_net_type_t type, size_t *slot)
+{
+    tamis__authck_t *c = ctx;
+    int rc = c->inner.start(c->inner.ctx, name, type, slot);
+    if (*slot < sizeof c->started)
+        c->started[*slot] = (unsigned char)(c->rounds < 255 ? c->rounds : 255);
+    return rc;
+}
+
+/* A blocking wait on a lookup started since the last such wait (one that needed the previous
+ * answers: an SPF include, the DMARC org domain) is one more round trip on the scan's path; a
+ * wait on one that was already in flight then overlaps with it. */
+static const tamis_net_answer_t *counted_wait(void *ctx, size_t slot)
+{
+    tamis__authck_t *c = ctx;
+    unsigned started = slot < sizeof c->started ? c->started[slot] : c->rounds;
+    bool fresh = started >= c->rounds && !tamis_net_batch_answer(c->b, slot);
+    const tamis_net_answer_t *an = c->inner.wait(c->inner.ctx, slot);
+    if (fresh)
+        c->rounds++;
+    return an;
+}
 
 static void authck_cleanup(void *p)
 {
@@ -52,10 +78,10 @@ int tamis__auth_begin(tamis_scan_t *s, tamis_net_t *net, const tamis_rules_run_o
         tamis_net_batch_free(c->b);
         return TAMIS_ENOMEM;
     }
-    tamis_auth_dns_t dns;
-    int rc = tamis_auth_dns_batch(&dns, c->b, deadline_ms, s->arena);
+    int rc = tamis_auth_dns_batch(&c->inner, c->b, deadline_ms, s->arena);
     if (rc)
         return rc;
+    tamis_auth_dns_t dns = {.start = counted_start, .wait = counted_wait, .ctx = c};
     tamis_auth_input_t in;
     memset(&in, 0, sizeof in);
     const tamis_relay_t *r = tamis_rules_first_untrusted(s->rs, s->msg, s->arena);
@@ -93,6 +119,7 @@ void tamis__auth_end(tamis__authck_t *c, tamis_scan_t *s)
     if (s->conf->authres_header) /* the header needs every result, evals or not */
         tamis__auth_result(c);
     s->auth = c->res;
+    s->dns.auth_rounds = c->rounds;
     tamis_net_batch_free(c->b); /* cancels what is still pending */
     c->b = NULL;
 }

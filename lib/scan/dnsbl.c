@@ -605,8 +605,10 @@ static const tamis_net_answer_t *answer(tamis__dns_t *d, size_t qi)
 
 static void wait_all(tamis__dns_t *d)
 {
-    if (d->b && d->nq && tamis_now_ms() < d->deadline)
+    if (d->b && d->nq && tamis_now_ms() < d->deadline) {
+        d->stats.rounds++;
         tamis_net_batch_wait(d->b, d->deadline, 0);
+    }
 }
 
 /* The registrable domain of an NS host name (libpsl, as lib/msg does for URIs). */

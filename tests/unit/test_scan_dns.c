@@ -338,12 +338,15 @@ static void test_uri_ns_and_a(void **state)
     (void)state;
     NEED(stock);
     char hits[512];
+    tamis_scan_dns_t d;
     net_hits(stock, message("192.168.1.20", "See http://www.nsdom.com/x now."), hits, sizeof hits,
-             NULL, NULL);
+             &d, NULL);
     assert_string_equal(hits, "URIBL_SBL");
-    net_hits(stock, message("192.168.1.20", "See http://ahost.com/x now."), hits, sizeof hits, NULL,
+    assert_int_equal(d.rounds, 3); /* NS, then the name server's A, then zen */
+    net_hits(stock, message("192.168.1.20", "See http://ahost.com/x now."), hits, sizeof hits, &d,
              NULL);
     assert_string_equal(hits, "URIBL_SBL_A");
+    assert_int_equal(d.rounds, 2); /* the host's A, then zen */
 }
 
 /* The scan runs SPF on the first untrusted relay's HELO through the same resolver. */
@@ -418,6 +421,7 @@ static void test_unlisted(void **state)
     assert_string_equal(hits, "");
     assert_true(d.queries > 0);
     assert_int_equal(d.answered, d.queries);
+    assert_int_equal(d.rounds, 1); /* every query planned at parse time, one wait */
 }
 
 static void test_blocked(void **state)
