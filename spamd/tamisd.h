@@ -284,10 +284,10 @@ void tamisd_dns_log_stats(const tamisd_dns_t *d, const tamis_net_stats_t *base);
 tamisd_dns_t *tamisd_dns_acquire(tamisd_dns_t *d); /* one more user; NULL-safe */
 void tamisd_dns_release(tamisd_dns_t *d);          /* frees a retired resolver's last use */
 void tamisd_dns_retire(tamisd_dns_t *d);           /* no new users; freed when unused */
-/* Warns once per zone per 5 minutes about lists that refused us (any thread). */
 /* Counts one scan's sequential DNSBL rounds and SPF/DKIM/DMARC rounds (any thread); the
  * distributions go out with the dns stats line. */
 void tamisd_dns_note_rounds(unsigned rounds, unsigned auth_rounds);
+/* Warns once per zone per 5 minutes about lists that refused us (any thread). */
 void tamisd_dns_warn_blocked(const char *zones);
 /* ---- access and abuse limits (limits.c, ratelimit.c) ------------------------------------------
  * Loop-thread only, except tamisd_limits_start* (main, before the loop). Front ends embed one

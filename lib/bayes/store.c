@@ -952,22 +952,18 @@ static double chi2q(double x2, size_t halfv)
 }
 
 /* log of chi2q(2m, 2k) = e^-m * sum_{i<k} m^i / i!, the same series kept in logs so that it
- * never underflows (m reaches thousands on long, one-sided token sets). */
+ * never underflows (m reaches thousands on long, one-sided token sets): a running log-sum-exp. */
 static double log_chi2q(double m, size_t k)
 {
     if (m <= 0)
         return 0;
-    double lm = log(m), top = -INFINITY, t = 0;
-    /* the largest term is the last one when m >= k, else near i = m */
+    double lm = log(m), lsum = -INFINITY;
     for (size_t i = 0; i < k; i++) {
-        t = (double)i * lm - lgamma((double)i + 1.0);
-        if (t > top)
-            top = t;
+        double t = (double)i * lm - lgamma((double)i + 1.0);
+        double hi = t > lsum ? t : lsum, lo = t > lsum ? lsum : t;
+        lsum = hi + log1p(exp(lo - hi));
     }
-    double sum = 0;
-    for (size_t i = 0; i < k; i++)
-        sum += exp((double)i * lm - lgamma((double)i + 1.0) - top);
-    double r = -m + top + log(sum);
+    double r = -m + lsum;
     return r < 0 ? r : 0;
 }
 
