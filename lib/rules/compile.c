@@ -292,7 +292,7 @@ static int build_order(tamis_ruleset_t *rs, tamis_diag_t *diag)
             rs->order[rs->norder++] = (int)i;
     }
     qsort_r(rs->order, rs->norder, sizeof(int), cmp_by_priority, rs);
-    return 0;
+    return tamis__schedule_build(rs);
 }
 
 int tamis__finish(tamis_ruleset_t *rs, tamis_diag_t *diag)

@@ -113,6 +113,27 @@ typedef struct {
     char *value;
 } tamis__kv_t;
 
+/* One priority level of a run schedule (schedule.c): its rules to run, then the metas ready. */
+typedef struct {
+    int *rules;
+    size_t nrules;
+    int *metas;
+    size_t nmetas;
+} tamis__sched_level_t;
+
+/* What tamis_rules_run does for one score set and net-eval mode, as lists of rule indexes. */
+typedef struct {
+    tamis__sched_level_t *levels;
+    size_t nlevels;
+    int *net; /* net evals waiting for DNS, in rule order */
+    size_t nnet;
+    int *final_metas; /* metas left for the end */
+    size_t nfinal;
+} tamis__schedule_t;
+
+/* Schedules by score set (0-3), +4 when net evals are deferred to the scan's callback. */
+#define TAMIS__NSCHED 8
+
 struct tamis_ruleset {
     atomic_int refs;
     tamis_arena_t *arena;
@@ -127,6 +148,7 @@ struct tamis_ruleset {
     size_t norder;
     int *metas; /* meta rules in dependency order */
     size_t nmetas;
+    tamis__schedule_t sched[TAMIS__NSCHED]; /* lists in arena */
 
     /* ReplaceTags */
     tamis__kv_t *tags[4]; /* replace_tag, replace_pre, replace_inter, replace_post */
@@ -199,6 +221,11 @@ char *tamis__replace_tags(const tamis_ruleset_t *rs, const char *pattern);
 
 /* Compiling (compile.c): regexes, metas, priorities, order. */
 int tamis__finish(tamis_ruleset_t *rs, tamis_diag_t *diag);
+
+/* Run schedules (schedule.c). Does r run with score set `set`? */
+bool tamis__sched_runnable(const tamis__rule_t *r, int set);
+/* Makes rs->sched from the final rules, order and metas. */
+int tamis__schedule_build(tamis_ruleset_t *rs);
 /* Regex source "/re/mods" or "m{re}mods" → pattern and PCRE2 options. Returns 0 or
  * TAMIS_EPARSE with a message in err. */
 int tamis__regex_split(const char *text, size_t *consumed, char **pattern_out, uint32_t *flags_out,

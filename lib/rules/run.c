@@ -95,7 +95,6 @@ struct tamis__engine {
     tamis_arena_t *a;
     int set;
     double *values;
-    bool *done;
     scratch_t *sc;
     tamis_eval_ctx_t ctx;
     tamis__relays_t relays;
@@ -710,50 +709,16 @@ static double run_rule(tamis__engine_t *e, const tamis__rule_t *r, const char **
 /* ---- scheduling --------------------------------------------------------------------------------
  */
 
-static bool runnable(const tamis__engine_t *e, const tamis__rule_t *r)
+/* The rule set's schedule (schedule.c) says what runs at each priority level. */
+static bool net_deferred(const tamis__engine_t *e)
 {
-    if (r->kind == TAMIS__K_NONE || r->dropped || r->score[e->set] == 0)
-        return false;
-    /* Check::run_eval_tests skips net evals without network and learn evals without Bayes;
-     * regex and meta rules with those tflags run whenever their score is non-zero. */
-    if (r->kind == TAMIS__K_EVAL && (r->tflags & TAMIS_TFLAG_NET) && !(e->set & 1))
-        return false;
-    if (r->kind == TAMIS__K_EVAL && (r->tflags & TAMIS_TFLAG_LEARN) && !(e->set & 2))
-        return false;
-    return true;
+    return e->opts && e->opts->net_eval;
 }
 
-/* Net evals wait for DNS answers: with a net_eval callback they run after every other rule, so
- * the regex work overlaps with the queries in flight (spec-rules §8). */
-static bool deferred(const tamis__engine_t *e, const tamis__rule_t *r)
+static void eval_metas(tamis__engine_t *e, const int *metas, size_t n)
 {
-    return r->kind == TAMIS__K_EVAL && r->ev && r->ev->net && e->opts && e->opts->net_eval;
-}
-
-/* Is dependency d finished by the end of priority level p? A deferred net eval is finished only
- * once it has run, so its meta dependants wait for it; other metas are unaffected. */
-static bool dep_done(const tamis__engine_t *e, const tamis__rule_t *d, int p, bool final)
-{
-    if (!runnable(e, d) || e->done[d->index])
-        return true;
-    if (d->kind == TAMIS__K_META || deferred(e, d))
-        return false;
-    return final || d->priority <= p;
-}
-
-static void eval_metas(tamis__engine_t *e, int p, bool final)
-{
-    const tamis_ruleset_t *rs = e->rs;
-    for (size_t i = 0; i < rs->nmetas; i++) {
-        const tamis__rule_t *m = rs->rules[rs->metas[i]];
-        if (e->done[m->index] || !runnable(e, m) || (!final && m->priority > p))
-            continue;
-        bool ready = true;
-        for (size_t j = 0; j < m->ndeps && ready; j++)
-            ready = dep_done(e, rs->rules[m->deps[j]], p, final);
-        if (!ready)
-            continue;
-        e->done[m->index] = true;
+    for (size_t i = 0; i < n; i++) {
+        const tamis__rule_t *m = e->rs->rules[metas[i]];
         got_hit(e, m, tamis__meta_eval(m->meta, e->values, NULL), NULL);
     }
 }
@@ -767,41 +732,30 @@ static bool over_budget(tamis__engine_t *e)
 
 static void run_all(tamis__engine_t *e)
 {
-    const tamis_ruleset_t *rs = e->rs;
-    size_t i = 0, ran = 0, nnet = 0;
-    bool any_net = false;
-    while (i < rs->norder && !e->oom) {
-        int p = rs->rules[rs->order[i]]->priority;
-        for (; i < rs->norder && rs->rules[rs->order[i]]->priority == p; i++) {
-            const tamis__rule_t *r = rs->rules[rs->order[i]];
-            if (!runnable(e, r))
-                continue;
-            if (deferred(e, r)) {
-                any_net = true;
-                continue;
-            }
+    const tamis__schedule_t *sc = &e->rs->sched[e->set | (net_deferred(e) ? 4 : 0)];
+    size_t ran = 0;
+    for (size_t l = 0; l < sc->nlevels && !e->oom; l++) {
+        const tamis__sched_level_t *lv = &sc->levels[l];
+        for (size_t k = 0; k < lv->nrules; k++) {
             if ((ran++ & 15) == 0 && over_budget(e)) /* the clock every 16 rules */
                 return;
+            const tamis__rule_t *r = e->rs->rules[lv->rules[k]];
             const char *log = NULL;
             double v = run_rule(e, r, &log);
-            e->done[r->index] = true;
             got_hit(e, r, v, log);
         }
-        eval_metas(e, p, false);
+        eval_metas(e, lv->metas, lv->nmetas);
     }
     /* The net evals, in rule order: the first one waits for the answers (the scan's callback). */
-    for (i = 0; any_net && i < rs->norder && !e->oom; i++) {
-        const tamis__rule_t *r = rs->rules[rs->order[i]];
-        if (!runnable(e, r) || !deferred(e, r))
-            continue;
-        if ((nnet++ & 15) == 0 && over_budget(e))
+    for (size_t k = 0; k < sc->nnet && !e->oom; k++) {
+        if ((k & 15) == 0 && over_budget(e))
             return;
+        const tamis__rule_t *r = e->rs->rules[sc->net[k]];
         const char *log = NULL;
         double v = run_eval(e, r, &log);
-        e->done[r->index] = true;
         got_hit(e, r, v, log);
     }
-    eval_metas(e, 0, true);
+    eval_metas(e, sc->final_metas, sc->nfinal);
 }
 
 static double round3(double x)
@@ -839,7 +793,6 @@ static int engine_init(tamis__engine_t *e, const tamis_ruleset_t *rs, const tami
     e->a = a;
     e->set = opts ? (opts->score_set & 3) : 0;
     e->values = tamis_arena_calloc(a, rs->nrules + 1, sizeof(double));
-    e->done = tamis_arena_calloc(a, rs->nrules + 1, sizeof(bool));
     e->sc = scratch_get();
     e->use_pf = rs->pf && !(opts && opts->no_prefilter);
     if (e->use_pf) {
@@ -850,7 +803,7 @@ static int engine_init(tamis__engine_t *e, const tamis_ruleset_t *rs, const tami
     }
     if (e->values) /* the slot after the rules answers local_tests_only in metas */
         e->values[rs->nrules] = (e->set & 1) ? 0 : 1;
-    if (!e->values || !e->done || !e->sc)
+    if (!e->values || !e->sc)
         return TAMIS_ENOMEM;
     int rc = tamis__relays_compute(rs->conf, m, a, &e->relays);
     if (rc == TAMIS_ENOMEM)
