@@ -175,6 +175,29 @@ char *tamis_arena_printf(tamis_arena_t *a, const char *fmt, ...)
     return p;
 }
 
+char *tamis_arena_concat(tamis_arena_t *a, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        n += strlen(s);
+    va_end(ap);
+    char *p = tamis_arena_alloc(a, n + 1);
+    if (!p)
+        return NULL;
+    char *w = p;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *));) {
+        size_t k = strlen(s);
+        memcpy(w, s, k);
+        w += k;
+    }
+    va_end(ap);
+    *w = 0;
+    return p;
+}
+
 int tamis_arena_add_cleanup(tamis_arena_t *a, void (*fn)(void *), void *ptr)
 {
     arena_cleanup_t *c = tamis_arena_alloc(a, sizeof(*c));

@@ -49,7 +49,7 @@ static void push(list_t *l, const char *s)
 
 static const char *with_nl(tamis_arena_t *a, const char *s)
 {
-    return tamis_arena_printf(a, "%s\n", s);
+    return tamis_arena_concat(a, s, "\n", (char *)NULL);
 }
 
 /* The raw value as SA's raw_header keeps it: after "Name:", leading blanks and folding kept,
@@ -103,12 +103,18 @@ static const char *raw_unfolded(tamis_arena_t *a, const tamis_header_t *h)
     return o;
 }
 
+/* strcasecmp(a, b) == 0, with a cheap first-byte test: most headers differ there. */
+static bool same_name(const char *a, const char *b)
+{
+    return (*a | 0x20) == (*b | 0x20) && strcasecmp(a, b) == 0;
+}
+
 static void headers_named(const tamis_msg_t *m, const char *name, bool raw, list_t *out)
 {
     size_t n = tamis_msg_header_count(m);
     for (size_t i = 0; i < n; i++) {
         const tamis_header_t *h = tamis_msg_header_at(m, i);
-        if (strcasecmp(h->name, name) != 0)
+        if (!same_name(h->name, name))
             continue;
         push(out, raw ? tamis__header_raw_value(out->a, h)
                       : with_nl(out->a, h->decoded ? h->decoded : ""));
@@ -120,7 +126,7 @@ static void header_raw_unfolded(const tamis_msg_t *m, const char *name, list_t *
     size_t n = tamis_msg_header_count(m);
     for (size_t i = 0; i < n; i++) {
         const tamis_header_t *h = tamis_msg_header_at(m, i);
-        if (strcasecmp(h->name, name) == 0)
+        if (same_name(h->name, name))
             push(out, raw_unfolded(out->a, h));
     }
 }
@@ -129,7 +135,8 @@ static void header_raw_unfolded(const tamis_msg_t *m, const char *name, list_t *
 static const char *all_line(tamis_arena_t *a, const tamis_header_t *h, bool raw)
 {
     if (!raw)
-        return tamis_arena_printf(a, "%s: %s\n", h->name, h->decoded ? h->decoded : "");
+        return tamis_arena_concat(a, h->name, ": ", h->decoded ? h->decoded : "", "\n",
+                                  (char *)NULL);
     char *s = tamis_arena_strndup(a, h->pristine.ptr, h->pristine.len);
     if (!s)
         return NULL;
@@ -139,7 +146,7 @@ static const char *all_line(tamis_arena_t *a, const tamis_header_t *h, bool raw)
             s[j++] = s[i];
     s[j] = 0;
     if (j == 0 || s[j - 1] != '\n')
-        return tamis_arena_printf(a, "%s\n", s);
+        return tamis_arena_concat(a, s, "\n", (char *)NULL);
     return s;
 }
 
@@ -439,7 +446,9 @@ static void parse_mods(const char *expr, char *name, size_t cap, mods_t *m)
 {
     memset(m, 0, sizeof(*m));
     size_t n = strcspn(expr, ":");
-    snprintf(name, cap, "%.*s", (int)(n < cap - 1 ? n : cap - 1), expr);
+    size_t k = n < cap - 1 ? n : cap - 1;
+    memcpy(name, expr, k);
+    name[k] = 0;
     const char *p = expr + n;
     while (*p == ':') {
         const char *s = ++p;

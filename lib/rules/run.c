@@ -548,7 +548,7 @@ static const char *part_header(tamis__engine_t *e, const tamis_part_t *p, const 
         return raw ? "" : NULL; /* raw_header gives '' for a missing field, get_header undef */
     if (raw)
         return tamis__header_raw_value(e->a, last);
-    return tamis_arena_printf(e->a, "%s\n", last->decoded ? last->decoded : "");
+    return tamis_arena_concat(e->a, last->decoded ? last->decoded : "", "\n", (char *)NULL);
 }
 
 /*
@@ -565,7 +565,10 @@ static double run_mimeheader(tamis__engine_t *e, const tamis__rule_t *r, const p
     char name[256];
     size_t nl = strcspn(r->hdr, ":");
     bool raw = strstr(r->hdr + nl, ":raw") != NULL;
-    snprintf(name, sizeof(name), "%.*s", (int)(nl < 255 ? nl : 255), r->hdr);
+    if (nl > 255)
+        nl = 255;
+    memcpy(name, r->hdr, nl);
+    name[nl] = 0;
     bool multiple = (r->tflags & TAMIS_TFLAG_MULTIPLE) != 0;
     unsigned total = 0;
     size_t np = tamis_msg_part_count(e->m);
