@@ -19,6 +19,7 @@ typedef enum {
     N_NEG,
     N_BIN,
     N_TERN,
+    N_CHAIN, /* a left-nested run of one of +, &&, || flattened: kids[0] op kids[1] op ... */
 } node_kind_t;
 
 typedef enum {
@@ -43,6 +44,8 @@ typedef struct node {
     double num;
     int rule; /* rule index for N_RULE, -1 = undefined rule (value 0) */
     struct node *a, *b, *c;
+    struct node **kids; /* N_CHAIN */
+    size_t nkids;
 } node_t;
 
 struct tamis__meta {
@@ -487,6 +490,42 @@ static int lex_all(const char *text, tok_t **out, size_t *n)
     return 0;
 }
 
+/* Metas are mostly long runs of "A + B + C ..." or "A && B && ...": as a loop over the operands
+ * they evaluate without one recursive call per operator. Left to right, as the tree would. */
+static bool chainable(const node_t *n)
+{
+    return n->kind == N_BIN && (n->op == OP_ADD || n->op == OP_AND || n->op == OP_OR);
+}
+
+static node_t *flatten(tamis_arena_t *a, node_t *n)
+{
+    if (!n)
+        return NULL;
+    if (!chainable(n)) {
+        n->a = flatten(a, n->a);
+        n->b = flatten(a, n->b);
+        n->c = flatten(a, n->c);
+        return n;
+    }
+    size_t k = 1;
+    for (const node_t *x = n; chainable(x) && x->op == n->op; x = x->a)
+        k++;
+    node_t **kids = tamis_arena_alloc(a, k * sizeof(*kids));
+    if (!kids)
+        return n; /* the tree still evaluates, only slower */
+    size_t i = k;
+    node_t *x = n;
+    for (; chainable(x) && x->op == n->op; x = x->a)
+        kids[--i] = x->b;
+    kids[0] = x;
+    for (i = 0; i < k; i++)
+        kids[i] = flatten(a, kids[i]);
+    n->kind = N_CHAIN;
+    n->kids = kids;
+    n->nkids = k;
+    return n;
+}
+
 int tamis__meta_compile(tamis_ruleset_t *rs, tamis__rule_t *r, char *err, size_t errlen)
 {
     const char *def = r->def;
@@ -528,7 +567,7 @@ int tamis__meta_compile(tamis_ruleset_t *rs, tamis__rule_t *r, char *err, size_t
         if (!r->meta || (p.ndeps && (!deps || !uses))) {
             rc = TAMIS_ENOMEM;
         } else {
-            r->meta->root = root;
+            r->meta->root = flatten(rs->arena, root);
             if (p.ndeps) {
                 memcpy(deps, p.deps, p.ndeps * sizeof(int));
                 memcpy(uses, p.uses, p.ndeps * sizeof(unsigned));
@@ -548,6 +587,31 @@ int tamis__meta_compile(tamis_ruleset_t *rs, tamis__rule_t *r, char *err, size_t
 /* ---- evaluation -------------------------------------------------------------------------------
  */
 
+static double eval_node(const node_t *n, const double *v, bool *error);
+
+static double operand(const node_t *n, const double *v, bool *error)
+{
+    if (n->kind == N_RULE)
+        return n->rule >= 0 ? v[n->rule] : 0;
+    return eval_node(n, v, error);
+}
+
+/* Perl's a + b + c, or a && b && c (the first false operand, else the last), or a || b || c
+ * (the first true one, else the last). */
+static double eval_chain(const node_t *n, const double *v, bool *error)
+{
+    double x = operand(n->kids[0], v, error);
+    for (size_t i = 1; i < n->nkids; i++) {
+        if (n->op == OP_ADD)
+            x += operand(n->kids[i], v, error);
+        else if ((n->op == OP_AND) == (x != 0))
+            x = operand(n->kids[i], v, error);
+        else
+            break;
+    }
+    return x;
+}
+
 static double eval_node(const node_t *n, const double *v, bool *error)
 {
     double a, b;
@@ -563,6 +627,8 @@ static double eval_node(const node_t *n, const double *v, bool *error)
     case N_TERN:
         return eval_node(n->a, v, error) != 0 ? eval_node(n->b, v, error)
                                               : eval_node(n->c, v, error);
+    case N_CHAIN:
+        return eval_chain(n, v, error);
     case N_BIN:
         break;
     }
