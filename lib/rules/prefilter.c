@@ -85,7 +85,7 @@ int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(con
 #define MAX_COMPILE_RETRIES 200  /* patterns dropped one by one after a failed multi-compile */
 #define MAX_CACHE (512u << 20)   /* bytes of one cache file */
 #define CACHE_MAGIC "TAMISPF1"   /* format version of the cache file */
-#define FORMAT_SALT "tamis-pf-6" /* changes whenever the rules for inclusion change */
+#define FORMAT_SALT "tamis-pf-7" /* changes whenever the rules for inclusion change */
 
 typedef struct {
     tamis_rule_type_t type;
@@ -337,6 +337,28 @@ static void widen_bounds(char *p, bool loosen)
         *w++ = *r++;
     }
     *w = 0;
+}
+
+/* Body, rawbody and uri texts are scanned joined by '\n' with ^ in multiline mode, a superset of
+ * one scan per line, unless the pattern pins a match to the start of all data or turns
+ * multiline off inline. */
+static bool line_anchors_portable(const char *p)
+{
+    for (const char *s = p; *s; s++) {
+        if (*s == '\\' && s[1]) {
+            if (s[1] == 'A' || s[1] == 'G')
+                return false;
+            s++;
+        } else if (s[0] == '(' && s[1] == '?') {
+            const char *minus = NULL, *f = s + 2;
+            for (; *f && *f != ':' && *f != ')'; f++)
+                if (*f == '-')
+                    minus = f;
+                else if (*f == 'm' && minus)
+                    return false;
+        }
+    }
+    return true;
 }
 
 static unsigned hs_flags_of(uint32_t f)
@@ -679,6 +701,15 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
             continue;
         }
         unsigned f = hs_flags_of(r->re_flags);
+        if (r->type == TAMIS_RULE_BODY || r->type == TAMIS_RULE_RAWBODY ||
+            r->type == TAMIS_RULE_URI) {
+            /* scanned as one text of '\n'-joined lines: ^ must find every line's start */
+            if (!line_anchors_portable(src)) {
+                free(src);
+                continue;
+            }
+            f |= HS_FLAG_MULTILINE;
+        }
         items[n].rule = (int)i;
         items[n].src = src;
         items[n].flags = f;
@@ -878,18 +909,82 @@ typedef struct {
     size_t nids;
     uint32_t *cand;
     uint32_t pos;
+    const uint32_t *starts; /* joined scan: where each line begins, ascending */
+    const uint32_t *lines;  /* and its 1-based index among the texts */
+    size_t nlines;
 } scan_ctx_t;
+
+/* The 1-based text index of the joined line holding offset `to - 1`. */
+static uint32_t line_of(const scan_ctx_t *c, unsigned long long to)
+{
+    size_t lo = 0, hi = c->nlines;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (c->starts[mid] < to)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return c->lines[lo];
+}
 
 static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
                     void *ctx)
 {
     (void)from;
-    (void)to;
     (void)flags;
     scan_ctx_t *c = ctx;
-    if (id < c->nids && c->cand[c->ids[id]] == 0)
-        c->cand[c->ids[id]] = c->pos;
+    if (id >= c->nids)
+        return 0;
+    uint32_t pos = c->starts ? line_of(c, to) : c->pos;
+    uint32_t *slot = &c->cand[c->ids[id]];
+    if (*slot == 0 || pos < *slot)
+        *slot = pos;
     return 0;
+}
+
+/* Texts joined by '\n' into one scan: one call's set-up instead of one per line. */
+static int scan_joined(const group_t *gr, hs_scratch_t *s, scan_ctx_t *c,
+                       tamis_slice_t (*get)(const void *, size_t), const void *ctx, size_t count)
+{
+    size_t total = 0, n = 0;
+    for (size_t k = 0; k < count; k++) {
+        tamis_slice_t t = get(ctx, k);
+        if (t.ptr && t.len) {
+            total += t.len + 1;
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+    if (total > UINT32_MAX || count > UINT32_MAX - 1)
+        return -1;
+    char *buf = malloc(total);
+    uint32_t *starts = malloc(2 * n * sizeof(*starts));
+    if (!buf || !starts) {
+        free(buf);
+        free(starts);
+        return -1;
+    }
+    uint32_t *lines = starts + n;
+    size_t off = 0, i = 0;
+    for (size_t k = 0; k < count; k++) {
+        tamis_slice_t t = get(ctx, k);
+        if (!t.ptr || !t.len)
+            continue; /* no pattern here matches "" (min_width > 0) */
+        starts[i] = (uint32_t)off;
+        lines[i++] = (uint32_t)(k + 1);
+        memcpy(buf + off, t.ptr, t.len);
+        off += t.len;
+        buf[off++] = '\n';
+    }
+    c->starts = starts;
+    c->lines = lines;
+    c->nlines = n;
+    int rc = hs_scan(gr->db, buf, (unsigned)(total - 1), 0, s, on_match, c) == HS_SUCCESS ? 0 : -1;
+    free(buf);
+    free(starts);
+    return rc;
 }
 
 int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(const void *, size_t),
@@ -902,6 +997,8 @@ int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(con
     if (!s)
         return -1;
     scan_ctx_t c = {.ids = gr->ids, .nids = gr->nids, .cand = cand};
+    if (gr->type == TAMIS_RULE_BODY || gr->type == TAMIS_RULE_RAWBODY || gr->type == TAMIS_RULE_URI)
+        return scan_joined(gr, s, &c, get, ctx, count);
     for (size_t k = 0; k < count; k++) {
         tamis_slice_t t = get(ctx, k);
         if (!t.ptr || t.len == 0)
