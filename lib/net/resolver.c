@@ -529,7 +529,8 @@ static int start_query(tamis_net_t *n, const char *canon, tamis_net_type_t type,
         count(&n->st_hits, 1);
         q->from_cache = true;
         ready_push(n, q, c->ans);
-        uv_async_send(&n->async); /* deliver on the next iteration, never synchronously */
+        if (!n->in_drain)             /* on_async dispatches right after drain_ops */
+            uv_async_send(&n->async); /* deliver on the next iteration, never synchronously */
         return 0;
     }
     for (entry_t *e = n->inflight[h & (INFLIGHT_BUCKETS - 1)]; e; e = e->hnext) {
@@ -582,7 +583,7 @@ static int start_query(tamis_net_t *n, const char *canon, tamis_net_type_t type,
     ares_free_string(pkt);
     if (!n->in_drain) /* drain_ops arms it once for all its queries */
         arm_ares_timer(n);
-    if (n->ready_head)
+    if (n->ready_head && !n->in_drain)
         uv_async_send(&n->async);
     return 0;
 }
