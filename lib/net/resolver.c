@@ -371,6 +371,16 @@ static void arm_ares_timer(tamis_net_t *n)
     uv_timer_start(&n->ares_timer, on_ares_timer, ms, 0);
 }
 
+/* Arms the timer only when it is idle. c-ares 1.18's ares_timeout walks every query in flight,
+ * and calling it after each answer was most of the loop's own CPU; a running timer never fires
+ * late: a query sent or re-sent now times out after every query already pending, and a timer left
+ * early by answered queries fires once for nothing and re-arms at the right time. */
+static void arm_ares_timer_idle(tamis_net_t *n)
+{
+    if (!uv_is_active((uv_handle_t *)&n->ares_timer))
+        arm_ares_timer(n);
+}
+
 static void on_ares_timer(uv_timer_t *t)
 {
     tamis_net_t *n = t->data;
@@ -390,7 +400,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     else
         ares_process_fd(n->ch, (events & UV_READABLE) ? fd : ARES_SOCKET_BAD,
                         (events & UV_WRITABLE) ? fd : ARES_SOCKET_BAD);
-    arm_ares_timer(n);
+    arm_ares_timer_idle(n);
     dispatch(n);
 }
 
@@ -582,7 +592,7 @@ static int start_query(tamis_net_t *n, const char *canon, tamis_net_type_t type,
     ares_send(n->ch, pkt, pktlen, on_answer, e);
     ares_free_string(pkt);
     if (!n->in_drain) /* drain_ops arms it once for all its queries */
-        arm_ares_timer(n);
+        arm_ares_timer_idle(n);
     if (n->ready_head && !n->in_drain)
         uv_async_send(&n->async);
     return 0;
@@ -769,7 +779,7 @@ static void drain_ops(tamis_net_t *n)
     }
     n->in_drain = false;
     if (sent)
-        arm_ares_timer(n);
+        arm_ares_timer_idle(n);
 }
 
 static void on_async(uv_async_t *h)
