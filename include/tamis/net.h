@@ -172,11 +172,21 @@ typedef struct tamis_net_batch tamis_net_batch_t;
 tamis_net_batch_t *tamis_net_batch_new(tamis_net_t *n);
 
 /* Adds a query and starts it right away (the hand-off to the loop is a queue push and a
- * uv_async_send). *index (may be NULL) receives its slot for tamis_net_batch_answer. At most
- * 1024 queries per batch. Errors: TAMIS_EINVAL, TAMIS_ENOMEM, TAMIS_ELIMIT, TAMIS_EIO (the
- * loop could not be woken; the slot still completes when the loop next runs). */
+ * uv_async_send), or at the next flush when the batch is held. *index (may be NULL) receives its
+ * slot for tamis_net_batch_answer. At most 1024 queries per batch. Errors: TAMIS_EINVAL,
+ * TAMIS_ENOMEM, TAMIS_ELIMIT, TAMIS_EIO (the loop could not be woken; the slot still completes when
+ * the loop next runs). */
 int tamis_net_batch_add(tamis_net_batch_t *b, const char *name, tamis_net_type_t type,
                         size_t *index);
+
+/* Holds the batch's later adds back until tamis_net_batch_flush (or a wait, a run or the free,
+ * which flush first), so that a planner's many adds reach the loop in one hand-off and wake it
+ * once instead of once per query. Owner thread only, as flush. NULL is a no-op. */
+void tamis_net_batch_hold(tamis_net_batch_t *b);
+
+/* Hands the held adds to the loop (one queue push, one wake-up); they start then. 0 or
+ * TAMIS_EIO (the loop could not be woken; the slots still complete when it next runs). */
+int tamis_net_batch_flush(tamis_net_batch_t *b);
 
 /* Blocks the calling worker thread until at least `want` of the batch's queries are answered
  * (want 0 or > count = all), or until deadline_ms (tamis_now_ms() clock) passes. Returns how

@@ -793,6 +793,15 @@ static bool spf_welcome(const tamis_auth_result_t *r, const tamis_addr_list_t *s
     return list_has(spf, r->envelope_from) || list_has(auth, r->envelope_from);
 }
 
+/* Whether some signature is valid and not weak (without one, no list entry is acceptable). */
+static bool any_usable_sig(const tamis_auth_result_t *r)
+{
+    for (size_t i = 0; i < r->sig_count; i++)
+        if (sig_valid(&r->sigs[i]) && sig_strong(&r->sigs[i]) && sig_sdid(&r->sigs[i]))
+            return true;
+    return false;
+}
+
 /* Whether a valid, unexpired, not weak signature's identity domain is acceptable: "" means the
  * author's own domain; "*.dom" / ".dom" a strict subdomain of dom; else that domain. */
 static bool sdid_acceptable(const tamis_auth_result_t *r, const char *acc)
@@ -829,8 +838,8 @@ static bool sdid_acceptable(const tamis_auth_result_t *r, const char *acc)
 static bool dkim_welcome(const tamis_auth_result_t *r, const tamis_addr_list_t *dkim,
                          const tamis_addr_list_t *auth)
 {
-    if (!r->dkim_checked || !r->author_address)
-        return false;
+    if (!r->dkim_checked || !r->author_address || !any_usable_sig(r))
+        return false; /* no signature could make an entry acceptable: skip the globs */
     for (size_t i = 0; i < dkim->count; i++)
         if (tamis_conf_addr_match(dkim->items[i].pattern, r->author_address) &&
             sdid_acceptable(r, dkim->items[i].rcvd ? dkim->items[i].rcvd : ""))

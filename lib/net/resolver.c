@@ -92,6 +92,12 @@ struct tamis_net_batch {
     bool given_up;
     size_t count, cap, done;
     slot_t *slots;
+    /* What the owner blocks on (under mu; NULL when not blocked): the loop signals only once it
+     * holds, not at every answer (each needless wake-up was two context switches) */
+    bool (*wait_done)(const struct tamis_net_batch *b, size_t arg);
+    size_t wait_arg;
+    bool held;                   /* tamis_net_batch_hold: adds wait in held_* for a flush */
+    op_t *held_head, *held_tail; /* the owner thread's only: not under mu */
 };
 
 struct tamis_net {
@@ -103,7 +109,7 @@ struct tamis_net {
     uv_timer_t ares_timer, deadline_timer;
     uv_async_t async;
     int open_handles;
-    bool closing, in_dispatch, free_pending;
+    bool closing, in_dispatch, free_pending, in_drain;
 
     psock_t *socks[MAX_SOCKETS];
     size_t nsocks;
@@ -365,6 +371,16 @@ static void arm_ares_timer(tamis_net_t *n)
     uv_timer_start(&n->ares_timer, on_ares_timer, ms, 0);
 }
 
+/* Arms the timer only when it is idle. c-ares 1.18's ares_timeout walks every query in flight,
+ * and calling it after each answer was most of the loop's own CPU; a running timer never fires
+ * late: a query sent or re-sent now times out after every query already pending, and a timer left
+ * early by answered queries fires once for nothing and re-arms at the right time. */
+static void arm_ares_timer_idle(tamis_net_t *n)
+{
+    if (!uv_is_active((uv_handle_t *)&n->ares_timer))
+        arm_ares_timer(n);
+}
+
 static void on_ares_timer(uv_timer_t *t)
 {
     tamis_net_t *n = t->data;
@@ -384,7 +400,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
     else
         ares_process_fd(n->ch, (events & UV_READABLE) ? fd : ARES_SOCKET_BAD,
                         (events & UV_WRITABLE) ? fd : ARES_SOCKET_BAD);
-    arm_ares_timer(n);
+    arm_ares_timer_idle(n);
     dispatch(n);
 }
 
@@ -523,7 +539,8 @@ static int start_query(tamis_net_t *n, const char *canon, tamis_net_type_t type,
         count(&n->st_hits, 1);
         q->from_cache = true;
         ready_push(n, q, c->ans);
-        uv_async_send(&n->async); /* deliver on the next iteration, never synchronously */
+        if (!n->in_drain)             /* on_async dispatches right after drain_ops */
+            uv_async_send(&n->async); /* deliver on the next iteration, never synchronously */
         return 0;
     }
     for (entry_t *e = n->inflight[h & (INFLIGHT_BUCKETS - 1)]; e; e = e->hnext) {
@@ -574,8 +591,9 @@ static int start_query(tamis_net_t *n, const char *canon, tamis_net_type_t type,
     /* May call on_answer at once (e.g. no usable server): e must not be touched after. */
     ares_send(n->ch, pkt, pktlen, on_answer, e);
     ares_free_string(pkt);
-    arm_ares_timer(n);
-    if (n->ready_head)
+    if (!n->in_drain) /* drain_ops arms it once for all its queries */
+        arm_ares_timer_idle(n);
+    if (n->ready_head && !n->in_drain)
         uv_async_send(&n->async);
     return 0;
 }
@@ -656,6 +674,13 @@ typedef struct {
     size_t slot;
 } bwait_t;
 
+/* Wakes the blocked owner if what it waits for now holds (b->mu held). */
+static void wake_owner(tamis_net_batch_t *b)
+{
+    if (b->wait_done && b->wait_done(b, b->wait_arg))
+        uv_cond_signal(&b->cv);
+}
+
 /* Loop thread: a batch slot's answer. */
 static void on_batch_answer(void *arg, const tamis_net_answer_t *a)
 {
@@ -668,7 +693,7 @@ static void on_batch_answer(void *arg, const tamis_net_answer_t *a)
     s->ans = tamis_net_answer_ref(a);
     s->from_cache = q->from_cache;
     b->done++;
-    uv_cond_broadcast(&b->cv);
+    wake_owner(b);
     batch_unref_unlock(b);
 }
 
@@ -679,7 +704,7 @@ static void slot_fail(tamis_net_batch_t *b, size_t slot, tamis_net_type_t type,
     uv_mutex_lock(&b->mu);
     b->slots[slot].ans = tamis__net_answer_status(type, st, 0);
     b->done++;
-    uv_cond_broadcast(&b->cv);
+    wake_owner(b);
     batch_unref_unlock(b);
 }
 
@@ -741,6 +766,8 @@ static void drain_ops(tamis_net_t *n)
     op_t *op = n->ops_head;
     n->ops_head = n->ops_tail = NULL;
     uv_mutex_unlock(&n->qmu);
+    bool sent = op != NULL;
+    n->in_drain = true;
     while (op) {
         op_t *next = op->next;
         if (op->kind == OP_QUERY)
@@ -750,6 +777,9 @@ static void drain_ops(tamis_net_t *n)
         free(op);
         op = next;
     }
+    n->in_drain = false;
+    if (sent)
+        arm_ares_timer_idle(n);
 }
 
 static void on_async(uv_async_t *h)
@@ -759,17 +789,23 @@ static void on_async(uv_async_t *h)
     dispatch(n);
 }
 
-static int push_op(tamis_net_t *n, op_t *op)
+/* Queues the chain head..tail (linked by next) for the loop and wakes it once. */
+static int push_ops(tamis_net_t *n, op_t *head, op_t *tail)
 {
-    op->next = NULL;
+    tail->next = NULL;
     uv_mutex_lock(&n->qmu);
     if (n->ops_tail)
-        n->ops_tail->next = op;
+        n->ops_tail->next = head;
     else
-        n->ops_head = op;
-    n->ops_tail = op;
+        n->ops_head = head;
+    n->ops_tail = tail;
     uv_mutex_unlock(&n->qmu);
     return uv_async_send(&n->async) == 0 ? 0 : TAMIS_EIO;
+}
+
+static int push_op(tamis_net_t *n, op_t *op)
+{
+    return push_ops(n, op, op);
 }
 
 tamis_net_batch_t *tamis_net_batch_new(tamis_net_t *n)
@@ -830,8 +866,32 @@ int tamis_net_batch_add(tamis_net_batch_t *b, const char *name, tamis_net_type_t
     memcpy(op->name, canon, sizeof(canon));
     if (index)
         *index = i;
+    if (b->held) {
+        op->next = NULL;
+        if (b->held_tail)
+            b->held_tail->next = op;
+        else
+            b->held_head = op;
+        b->held_tail = op;
+        return 0;
+    }
     /* The op now belongs to the loop, which completes the slot even if the wake-up failed. */
     return push_op(b->n, op);
+}
+
+void tamis_net_batch_hold(tamis_net_batch_t *b)
+{
+    if (b)
+        b->held = true;
+}
+
+int tamis_net_batch_flush(tamis_net_batch_t *b)
+{
+    if (!b || !b->held_head)
+        return 0;
+    op_t *head = b->held_head, *tail = b->held_tail;
+    b->held_head = b->held_tail = NULL;
+    return push_ops(b->n, head, tail);
 }
 
 size_t tamis_net_batch_count(const tamis_net_batch_t *b)
@@ -863,7 +923,10 @@ static void batch_block(tamis_net_batch_t *b, double deadline_ms,
             uv_mutex_lock(&b->mu);
             continue;
         }
+        b->wait_done = done;
+        b->wait_arg = arg;
         uv_cond_timedwait(&b->cv, &b->mu, (uint64_t)(left * 1e6) + 1);
+        b->wait_done = NULL;
     }
     if (hooked) {
         uv_mutex_unlock(&b->mu);
@@ -886,6 +949,7 @@ size_t tamis_net_batch_wait(tamis_net_batch_t *b, double deadline_ms, size_t wan
 {
     if (!b)
         return 0;
+    tamis_net_batch_flush(b);
     uv_mutex_lock(&b->mu);
     if (want == 0 || want > b->count)
         want = b->count;
@@ -900,6 +964,7 @@ const tamis_net_answer_t *tamis_net_batch_wait_slot(tamis_net_batch_t *b, size_t
 {
     if (!b)
         return NULL;
+    tamis_net_batch_flush(b);
     uv_mutex_lock(&b->mu);
     batch_block(b, deadline_ms, slot_done, i);
     const tamis_net_answer_t *a = i < b->count ? b->slots[i].ans : NULL;
@@ -916,6 +981,7 @@ size_t tamis_net_batch_run(tamis_net_batch_t *b, uv_loop_t *loop, double deadlin
 {
     if (!b || !loop)
         return 0;
+    tamis_net_batch_flush(b);
     uv_timer_t t;
     uv_timer_init(loop, &t);
     for (;;) {
@@ -961,6 +1027,7 @@ void tamis_net_batch_free(tamis_net_batch_t *b)
 {
     if (!b)
         return;
+    tamis_net_batch_flush(b); /* held ops hold references: the loop completes (cancels) them */
     uv_mutex_lock(&b->mu);
     b->given_up = true;
     bool pending = b->done < b->count;

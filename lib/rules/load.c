@@ -679,6 +679,8 @@ int tamis_rules_load(const tamis_rules_source_t *src, tamis_ruleset_t **out, tam
     if (!rc)
         rc = tamis__freemail_index(rs);
     if (!rc)
+        rc = tamis__net_index(rs);
+    if (!rc)
         rc = tamis__pf_build(rs, src->cache_dir, L.diag);
     if (rc) {
         /* report the first error with its file:line when there is one */

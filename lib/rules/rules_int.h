@@ -177,6 +177,9 @@ struct tamis_ruleset {
     size_t nfreemail_exact;
     const char **freemail_wild;
     size_t nfreemail_wild;
+    /* the net eval rules (tamis__net_index), so the per-message planner need not walk them all */
+    const tamis__rule_t **net_rules;
+    size_t nnet_rules;
 
     /* loadplugin names, and plugins Tamis claims among them */
     char **plugins;
@@ -204,6 +207,8 @@ tamis_ruleset_t *tamis__ruleset_new(void);
 
 /* Builds the freemail_domains index of rs from its conf (eval_header.c). */
 int tamis__freemail_index(tamis_ruleset_t *rs);
+/* Lists the net eval rules (after tamis__finish); arena memory. TAMIS_ENOMEM. */
+int tamis__net_index(tamis_ruleset_t *rs);
 
 /* Plugin and feature claims (plugins.c). */
 bool tamis__plugin_claimed(const char *name);

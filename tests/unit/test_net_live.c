@@ -521,6 +521,50 @@ static void test_batch_give_up(void **state)
     rig_close(&r);
 }
 
+/* A held batch hands its adds to the loop only at the flush (or the wait), all at once. */
+static void test_batch_hold(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    rig_t r;
+    rig_open(&r, 1000, 2);
+    tamis_net_batch_t *b = tamis_net_batch_new(r.n);
+    tamis_net_batch_hold(b);
+    assert_int_equal(tamis_net_batch_add(b, "d7.example.multi.uribl.com", TAMIS_NET_A, NULL), 0);
+    assert_int_equal(tamis_net_batch_add(b, "listed.example.multi.uribl.com", TAMIS_NET_A, NULL),
+                     0);
+    uv_run(&r.loop, UV_RUN_NOWAIT);
+    tamis_net_stats_t st;
+    tamis_net_stats(r.n, &st);
+    assert_int_equal(st.queries, 0); /* still held */
+    assert_int_equal(tamis_net_batch_flush(b), 0);
+    uv_run(&r.loop, UV_RUN_NOWAIT);
+    tamis_net_stats(r.n, &st);
+    assert_int_equal(st.queries, 2);
+    /* adds after the flush are held again; the run flushes them */
+    assert_int_equal(tamis_net_batch_add(b, "unlisted.example.multi.uribl.com", TAMIS_NET_A, NULL),
+                     0);
+    assert_int_equal(tamis_net_batch_run(b, &r.loop, now_ms() + 5000), 3);
+    const tamis_net_answer_t *a = tamis_net_batch_answer(b, 1);
+    assert_non_null(a);
+    assert_int_equal(a->status, TAMIS_NET_OK);
+    assert_int_equal(a->addrs[0], 0x7f000002);
+    assert_int_equal(tamis_net_batch_answer(b, 2)->status, TAMIS_NET_NXDOMAIN);
+    tamis_net_batch_free(b);
+
+    /* A held batch freed before any flush: its adds are cancelled, nothing is sent or leaked. */
+    b = tamis_net_batch_new(r.n);
+    tamis_net_batch_hold(b);
+    assert_int_equal(tamis_net_batch_add(b, "d9.example.multi.uribl.com", TAMIS_NET_A, NULL), 0);
+    tamis_net_batch_free(b);
+    for (int i = 0; i < 10; i++)
+        uv_run(&r.loop, UV_RUN_NOWAIT);
+    tamis_net_stats(r.n, &st);
+    assert_int_equal(st.sent, 3); /* the three of the first batch */
+    assert_int_equal(st.inflight, 0);
+    rig_close(&r);
+}
+
 /* Server stopped (SIGSTOP): every query ends in TIMEOUT within the deadline plus a margin. */
 static void test_timeout(void **state)
 {
@@ -579,8 +623,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answers),       cmocka_unit_test(test_cache),
         cmocka_unit_test(test_merge),         cmocka_unit_test(test_workers),
-        cmocka_unit_test(test_batch_give_up), cmocka_unit_test(test_timeout),
-        cmocka_unit_test(test_bad_servers),   cmocka_unit_test(test_spf_types),
+        cmocka_unit_test(test_batch_give_up), cmocka_unit_test(test_batch_hold),
+        cmocka_unit_test(test_timeout),       cmocka_unit_test(test_bad_servers),
+        cmocka_unit_test(test_spf_types),
     };
     return cmocka_run_group_tests(tests, ub_start, ub_stop);
 }

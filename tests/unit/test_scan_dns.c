@@ -155,7 +155,7 @@ static const char *const small_lines[] = {
     "score T_ZEN 1",
     "trusted_networks 10.0.0.0/8 203.0.113.5",
     "internal_networks 10.0.0.0/8",
-    "uridnsbl_skip_domain skipped-listed.com",
+    "uridnsbl_skip_domain skipped-listed.com SKIPPED-CAPS.com *.globbed.com",
     "dns_max_queries 5",
     "uridnsbl_max_domains 40",
     "rbl_timeout 2",
@@ -484,6 +484,13 @@ static void test_skip_domain(void **state)
              NULL);
     assert_string_equal(hits, "");
     assert_int_equal(d.queries, 0);
+    /* URIDNSBL keys the list by lower-cased name: any case matches, a glob is no glob */
+    net_hits(small, message("192.168.1.20", "at http://www.Skipped-Caps.com/"), hits, sizeof hits,
+             &d, NULL);
+    assert_int_equal(d.queries, 0);
+    net_hits(small, message("192.168.1.20", "at http://www.globbed.com/"), hits, sizeof hits, &d,
+             NULL);
+    assert_int_equal(d.queries, 1);
 }
 
 static void test_cap(void **state)
