@@ -11,7 +11,8 @@
  * always run by PCRE2: /x, escapes whose classes may differ (\v \h \R \N \X \C \K \G \Q \p \g \k),
  * caseless patterns naming bytes >= 0x80 (PCRE2 folds Latin-1 letters like Perl's /aa, Vectorscan
  * only ASCII), patterns that can match the empty string, capture templates (%{NAME}, compiled per
- * message) and what Vectorscan rejects (the 32-bit fallback's huge patterns among them).
+ * message) and what Vectorscan rejects. Long patterns get a shorter superset in the database
+ * (pf_shrink.c, widen_bounds), so that even the 400 KB look-alike rules of ReplaceTags fit.
  *
  * Compile cache: compiling the stock set takes seconds, so the databases are serialized to
  * cache_dir/prefilter-<key>.hsdb, key = hash of the Vectorscan version, the CPU features it
@@ -692,7 +693,14 @@ static int collect(tamis_ruleset_t *rs, tamis__prefilter_t *pf, item_t **out, si
                 return TAMIS_ENOMEM;
             }
         }
+        /* big ones (ReplaceTags look-alikes): high-byte alternations merged (pf_shrink.c), then
+         * repeats loosened, which also brings the longest under Vectorscan's length limit */
         bool big = strlen(src) > BIG_PATTERN;
+        char *small = big ? tamis__pf_shrink(src) : NULL;
+        if (small) {
+            free(src);
+            src = small;
+        }
         if (big)
             widen_bounds(src, true);
         /* big header patterns stay with PCRE2: one more database per header is not worth it */

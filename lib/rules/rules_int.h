@@ -253,6 +253,10 @@ int tamis__re32_match(void *re, const char *s, size_t len, size_t start, size_t 
  * a group that is not a candidate cannot match (prefilter mode finds a superset of the matches),
  * so PCRE2 only confirms candidates. Without TAMIS_HAVE_HS every function is a no-op.
  */
+/* pf_shrink.c: a shorter pattern matching a superset of pattern (high-byte and digit alternatives
+ * merged), for the database only; malloc'ed, NULL when the syntax is not handled or on allocation
+ * failure (the caller keeps pattern). */
+char *tamis__pf_shrink(const char *pattern);
 int tamis__pf_build(tamis_ruleset_t *rs, const char *cache_dir, tamis_diag_t *diag);
 void tamis__pf_free(tamis__prefilter_t *pf);
 /* The group of rule index i, or -1 when the rule is always matched by PCRE2. */

@@ -3,7 +3,9 @@
  * of the corpus test split twice, with the prefilter and with PCRE2 alone (no_prefilter), and
  * compares hits (names, values, scores, order), sub-tests, capture tags and score. Also checks
  * that a warm compile cache loads the same set and that a corrupt cache file is rebuilt.
- * Skipped when the stock rules or the corpus are not installed.
+ * Skipped when the stock rules or the corpus are not installed. The pattern shrinker that gets the
+ * ReplaceTags look-alike rules into the databases is checked on its own: its output must match
+ * wherever the input does.
  *
  * Benchmark mode (not a test): TAMIS_RULES_BENCH=hs|pcre runs the rules over the messages of
  * the test split (TAMIS_RULES_BENCH_COUNT limits them, in split order) and prints CPU time per
@@ -22,7 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "tamis/rules.h"
+
+/* lib/rules/pf_shrink.c (internal): the database's shorter superset of a pattern */
+char *tamis__pf_shrink(const char *pattern);
 
 #define SAMPLE_STEP 8 /* every 8th message of the split in the comparison test */
 
@@ -284,6 +292,63 @@ static void test_prefilter_cache(void **state)
 /* ---- benchmark mode ----------------------------------------------------------------------------
  */
 
+static bool pcre_finds(const char *pattern, const char *subject)
+{
+    int code;
+    PCRE2_SIZE off;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &code, &off, NULL);
+    assert_non_null(re);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int rc = pcre2_match(re, (PCRE2_SPTR)subject, strlen(subject), 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return rc >= 0;
+}
+
+static void expect_shrink(const char *in, const char *want)
+{
+    char *got = tamis__pf_shrink(in);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_shrink(void **state)
+{
+    (void)state;
+    /* a ReplaceTags letter: high-byte alternatives merge, numeric entities become digit runs */
+    const char *letter = "(?:[aA\\xc0]|[\\xc3][\\x80\\x81]|&\\#(?:1(?:03[01]|11[01])|2(?:0[4-7]));"
+                         "|[\\xe1](?:[\\xb8][\\xac-\\xaf]))x";
+    expect_shrink(letter, "(?:[Aa\\xc0]|&\\#(?:[0-9]{3,4});|[\\x80-\\xff]{2,3})x");
+    char *small = tamis__pf_shrink(letter);
+    assert_non_null(small);
+    const char *subjects[] = {"ax", "\xc0x",  "\xc3\x81x", "&#1030;x", "&#206;x", "\xe1\xb8\xadx",
+                              "bx", "&#99;x", "\xc3x"};
+    for (size_t i = 0; i < sizeof(subjects) / sizeof(*subjects); i++)
+        if (pcre_finds(letter, subjects[i]))
+            assert_true(pcre_finds(small, subjects[i]));
+    assert_false(pcre_finds(small, "bx"));
+    assert_false(pcre_finds(small, "&#99;x"));
+    free(small);
+    /* runs of high bytes in a sequence; a negative lookahead stays as it is */
+    expect_shrink("(?![\\xc3][\\xa4])\\xc3\\xa4(\\xe2\\x80\\xa6)+b",
+                  "(?![\\xc3][\\xa4])[\\x80-\\xff]{5,}b");
+    expect_shrink("\\012\\x80y", "\\012\\x80y");
+    expect_shrink("(?:ab|ab|[\\x80-\\xff])c", "(?:ab|[\\x80-\\xff])c");
+    /* syntax a wider body could change the meaning of: left alone */
+    expect_shrink("(\\xc3)\\1", NULL);
+    expect_shrink("(?>\\xc3\\xa4|\\xc4)", NULL);
+    expect_shrink("\\xc3++", NULL);
+    expect_shrink("a(?i)b|\\xc3", NULL);
+    expect_shrink("(?#c)a", NULL);
+    expect_shrink("a)", NULL);
+}
+
 static double cpu_ms(void)
 {
     struct timespec ts;
@@ -346,6 +411,7 @@ int main(void)
     const char *bd = getenv("TAMIS_BUILD_DIR");
     snprintf(cache_dir, sizeof(cache_dir), "%s/prefilter-test-cache", bd ? bd : "/tmp");
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shrink),
         cmocka_unit_test(test_prefilter_identical),
         cmocka_unit_test(test_prefilter_cache),
     };
