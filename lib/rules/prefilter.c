@@ -86,7 +86,7 @@ int tamis__pf_scan(const tamis__prefilter_t *pf, int g, tamis_slice_t (*get)(con
 #define MAX_COMPILE_RETRIES 200  /* patterns dropped one by one after a failed multi-compile */
 #define MAX_CACHE (512u << 20)   /* bytes of one cache file */
 #define CACHE_MAGIC "TAMISPF1"   /* format version of the cache file */
-#define FORMAT_SALT "tamis-pf-7" /* changes whenever the rules for inclusion change */
+#define FORMAT_SALT "tamis-pf-8" /* changes whenever the rules for inclusion change */
 
 typedef struct {
     tamis_rule_type_t type;
