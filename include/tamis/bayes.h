@@ -114,7 +114,8 @@ void tamis_bayes_token_key(const char *token, size_t len, uint8_t key[TAMIS_BAYE
 void tamis_bayes_sha1_hex(const void *data, size_t len, char hex[41]);
 
 /* Message ids for the seen map: gen = SHA1hex(To\n \0 Date\n \0 SHA1hex(body, CRLF→LF)) +
- * "@sa_generated" (SA's generate_msgid); mid = Message-Id without <> ("" if none). Returns 0. */
+ * "@sa_generated" (SA's generate_msgid); mid = Message-Id without <> ("" if none). Returns 0,
+ * or TAMIS_ENOMEM when no digest context could be had (gen is then a fixed dummy). */
 int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t midlen);
 
 /* Receive time of a message as SA computes it (first parseable Received date, else Date, else

@@ -8,16 +8,15 @@
 
 #include <stdint.h>
 
+/* Incremental SHA-1 (OpenSSL): init allocates the context, final releases it (also on error,
+ * when out is zeroed). */
 typedef struct {
-    uint32_t h[5];
-    uint64_t total;
-    uint8_t block[64];
-    size_t used;
+    struct evp_md_ctx_st *ctx;
 } tamis__sha1_t;
 
-void tamis__sha1_init(tamis__sha1_t *c);
+int tamis__sha1_init(tamis__sha1_t *c);
 void tamis__sha1_update(tamis__sha1_t *c, const void *data, size_t len);
-void tamis__sha1_final(tamis__sha1_t *c, uint8_t out[20]);
+int tamis__sha1_final(tamis__sha1_t *c, uint8_t out[20]);
 
 /* One token of a set. */
 typedef struct {
