@@ -200,6 +200,20 @@ int tamis_bayes_learn_tokens(tamis_bayes_t *b, const tamis_bayes_tokens_t *t, co
 int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
                           tamis_bayes_class_t cls, bool no_relearn, char *err, size_t errlen);
 
+/* A message made ready for learning without the store (its ids, receive time and tokens), so
+ * that trainers can tokenize on several threads and learn in order on one. */
+typedef struct tamis_bayes_prep tamis_bayes_prep_t;
+
+/* Thread-safe. o (NULL = defaults) must carry the store's token mode
+ * (tamis_bayes_store_tokmode). *out is the caller's, released with tamis_bayes_prep_free(). */
+int tamis_bayes_prepare(const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
+                        tamis_bayes_prep_t **out, char *err, size_t errlen);
+void tamis_bayes_prep_free(tamis_bayes_prep_t *p);
+/* tamis_bayes_learn_msg() for a prepared message: TAMIS_EINVAL when it was tokenized in another
+ * mode than the store's. */
+int tamis_bayes_learn_prep(tamis_bayes_t *b, const tamis_bayes_prep_t *p, tamis_bayes_class_t cls,
+                           bool no_relearn, char *err, size_t errlen);
+
 /* Seen map lookup: 's', 'h', or 0 when unknown (returned as the value). Negative on error. */
 int tamis_bayes_seen(tamis_bayes_t *b, const char *msgid, char *err, size_t errlen);
 

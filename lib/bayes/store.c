@@ -786,17 +786,73 @@ int tamis_bayes_learn_tokens(tamis_bayes_t *b, const tamis_bayes_tokens_t *t, co
     return changed;
 }
 
+struct tamis_bayes_prep {
+    char gen[80], mid[MAX_MSGID + 1];
+    time_t atime;
+    tamis_bayes_tokmode_t mode;
+    tamis_bayes_tokens_t *t;
+};
+
+int tamis_bayes_prepare(const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
+                        tamis_bayes_prep_t **out, char *err, size_t errlen)
+{
+    if (!m || !out)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad prepare arguments");
+    *out = NULL;
+    tamis_bayes_prep_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+    if (tamis_bayes_msgids(m, p->gen, p->mid, sizeof p->mid) != 0) {
+        free(p);
+        return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+    }
+    time_t now = time(NULL);
+    p->atime = tamis_bayes_msg_atime(m, now);
+    if (p->atime - now > 86400)
+        p->atime = now;
+    tamis_bayes_tokopts_t so;
+    if (o)
+        so = *o;
+    else
+        tamis_bayes_tokopts_default(&so);
+    p->mode = so.mode;
+    int rc = tamis_bayes_tokenize_msg(m, &so, &p->t, err, errlen);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void tamis_bayes_prep_free(tamis_bayes_prep_t *p)
+{
+    if (!p)
+        return;
+    tamis_bayes_tokens_free(p->t);
+    free(p);
+}
+
+int tamis_bayes_learn_prep(tamis_bayes_t *b, const tamis_bayes_prep_t *p, tamis_bayes_class_t cls,
+                           bool no_relearn, char *err, size_t errlen)
+{
+    if (!b || !p)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad learn arguments");
+    tamis_bayes_tokmode_t mode =
+        b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
+    if (p->mode != mode)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL,
+                            "bayes: message tokenized in %s mode, the store is in %s mode",
+                            tamis_bayes_tokmode_name(p->mode), tamis_bayes_tokmode_name(mode));
+    return tamis_bayes_learn_tokens(b, p->t, p->gen, p->mid, p->atime, cls, no_relearn, err,
+                                    errlen);
+}
+
 int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
                           tamis_bayes_class_t cls, bool no_relearn, char *err, size_t errlen)
 {
     if (!b || !m)
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad learn arguments");
-    char gen[80], mid[MAX_MSGID + 1];
-    tamis_bayes_msgids(m, gen, mid, sizeof mid);
-    time_t now = time(NULL);
-    time_t at = tamis_bayes_msg_atime(m, now);
-    if (at - now > 86400)
-        at = now;
     /* the store's token mode wins over the caller's: its tokens must stay comparable */
     tamis_bayes_tokopts_t so;
     if (o)
@@ -804,12 +860,12 @@ int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_ba
     else
         tamis_bayes_tokopts_default(&so);
     so.mode = b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
-    tamis_bayes_tokens_t *t;
-    int rc = tamis_bayes_tokenize_msg(m, &so, &t, err, errlen);
+    tamis_bayes_prep_t *p;
+    int rc = tamis_bayes_prepare(m, &so, &p, err, errlen);
     if (rc)
         return rc;
-    rc = tamis_bayes_learn_tokens(b, t, gen, mid, at, cls, no_relearn, err, errlen);
-    tamis_bayes_tokens_free(t);
+    rc = tamis_bayes_learn_prep(b, p, cls, no_relearn, err, errlen);
+    tamis_bayes_prep_free(p);
     return rc;
 }
 
