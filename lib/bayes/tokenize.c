@@ -274,6 +274,12 @@ static void emit(tctx_t *c, const char *prefix, const char *s, size_t n)
         c->err = rc;
 }
 
+static bool kept_char(unsigned char ch)
+{
+    return is_w(ch) || ch == ',' || ch == '@' || ch == '*' || ch == '!' || ch == '\'' ||
+           ch == '"' || ch == '$' || ch == '.' || ch == ' ' || ch == '-';
+}
+
 /* Step 1: keep allowed runs and complete UTF-8 sequences, everything else becomes a space. */
 static void char_filter(const unsigned char *s, size_t n, tamis_buf_t *out)
 {
@@ -281,13 +287,15 @@ static void char_filter(const unsigned char *s, size_t n, tamis_buf_t *out)
     tamis_buf_reserve(out, n + 1);
     size_t i = 0;
     while (i < n) {
-        unsigned char ch = s[i];
-        if (is_w(ch) || ch == ',' || ch == '@' || ch == '*' || ch == '!' || ch == '\'' ||
-            ch == '"' || ch == '$' || ch == '.' || ch == ' ' || ch == '-') {
-            tamis_buf_putc(out, (char)ch);
-            i++;
+        size_t run = i; /* kept bytes are copied a run at a time */
+        while (run < n && kept_char(s[run]))
+            run++;
+        if (run > i) {
+            tamis_buf_append(out, s + i, run - i);
+            i = run;
             continue;
         }
+        unsigned char ch = s[i];
         size_t k = 0;
         if (ch >= 0xC0 && ch <= 0xDF && i + 1 < n && is_cont(s[i + 1]))
             k = 2;
@@ -313,7 +321,7 @@ static void split_runs(const char *s, size_t n, char x, size_t lo, tamis_buf_t *
 {
     tamis_buf_reset(out);
     tamis_buf_reserve(out, n + 16);
-    size_t i = 0;
+    size_t i = 0, lit = 0; /* s[lit..i) is copied unchanged, a run at a time */
     while (i < n) {
         if (is_w((unsigned char)s[i]) && i + 1 < n && s[i + 1] == x) {
             size_t j = i + 1;
@@ -321,18 +329,18 @@ static void split_runs(const char *s, size_t n, char x, size_t lo, tamis_buf_t *
                 j++;
             size_t run = j - i - 1;
             if (run >= lo && run <= 6 && j < n && is_w((unsigned char)s[j])) {
-                tamis_buf_putc(out, s[i]);
+                tamis_buf_append(out, s + lit, i + 1 - lit);
                 tamis_buf_putc(out, ' ');
                 tamis_buf_append(out, s + i + 1, run);
                 tamis_buf_putc(out, ' ');
                 tamis_buf_putc(out, s[j]);
-                i = j + 1;
+                i = lit = j + 1;
                 continue;
             }
         }
-        tamis_buf_putc(out, s[i]);
         i++;
     }
+    tamis_buf_append(out, s + lit, n - lit);
 }
 
 /* At p an uppercase letter starts "([A-Z])([^A-Z]+)(?:\s|$)": returns the end of the match (after
