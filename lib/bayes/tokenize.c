@@ -322,8 +322,13 @@ static void split_runs(const char *s, size_t n, char x, size_t lo, tamis_buf_t *
     tamis_buf_reset(out);
     tamis_buf_reserve(out, n + 16);
     size_t i = 0, lit = 0; /* s[lit..i) is copied unchanged, a run at a time */
-    while (i < n) {
-        if (is_w((unsigned char)s[i]) && i + 1 < n && s[i + 1] == x) {
+    while (i + 1 < n) {
+        /* a match starts one before an x: skip to the next x */
+        const char *q = memchr(s + i + 1, x, n - i - 1);
+        if (!q)
+            break;
+        i = (size_t)(q - s) - 1;
+        if (is_w((unsigned char)s[i])) {
             size_t j = i + 1;
             while (j < n && s[j] == x)
                 j++;
