@@ -89,16 +89,17 @@ static long find_or_add(tamis__tokcache_t *c, const uint8_t *key, bool *added)
     return (long)c->count - 1;
 }
 
-/* Sorts entry indices by key; qsort has no context argument in C17, so the keys are copied
- * next to the indices. */
+/* Sorts entry indices by key. qsort has no context argument in C17, so each key goes next to
+ * its index, as a number that orders like the bytes (LMDB compares keys with memcmp). */
 typedef struct {
-    uint8_t key[TAMIS_BAYES_KEY_LEN];
+    uint64_t key; /* the 5 key bytes, big endian */
     uint32_t i;
 } keyidx_t;
 
 static int cmp_keyidx(const void *a, const void *b)
 {
-    return memcmp(((const keyidx_t *)a)->key, ((const keyidx_t *)b)->key, TAMIS_BAYES_KEY_LEN);
+    uint64_t x = ((const keyidx_t *)a)->key, y = ((const keyidx_t *)b)->key;
+    return (x > y) - (x < y);
 }
 
 static int sort_by_key(tamis__tokcache_t *c, uint32_t *v, size_t n)
@@ -107,7 +108,11 @@ static int sort_by_key(tamis__tokcache_t *c, uint32_t *v, size_t n)
     if (!ki)
         return ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        memcpy(ki[i].key, c->ents[v[i]].key, TAMIS_BAYES_KEY_LEN);
+        const uint8_t *k = c->ents[v[i]].key;
+        uint64_t x = 0;
+        for (size_t j = 0; j < TAMIS_BAYES_KEY_LEN; j++)
+            x = x << 8 | k[j];
+        ki[i].key = x;
         ki[i].i = v[i];
     }
     qsort(ki, n, sizeof *ki, cmp_keyidx);
