@@ -216,6 +216,7 @@ static bool is_upper(unsigned char c)
     return c >= 'A' && c <= 'Z';
 }
 
+/* SA's stopword list, in strcmp order (is_stopword searches it by halves). */
 static const char *const stopwords_en[] = {
     "able",    "all",  "already", "and",         "any",     "are",    "because", "both", "can",
     "come",    "each", "email",   "even",        "few",     "first",  "for",     "from", "give",
@@ -227,6 +228,21 @@ static const char *const stopwords_en[] = {
     "without", "work", "world",   "year",        "years",   "you",    "you're",  "your",
 };
 
+typedef struct {
+    const char *s;
+    size_t n;
+} word_t;
+
+/* strcmp order between a counted word and a list entry */
+static int cmp_word(const void *key, const void *entry)
+{
+    const word_t *w = key;
+    const char *s = *(const char *const *)entry;
+    size_t sl = strlen(s);
+    int c = memcmp(w->s, s, w->n < sl ? w->n : sl);
+    return c ? c : (w->n > sl) - (w->n < sl);
+}
+
 static bool is_stopword(const char *w, size_t n)
 {
     if (n < 3 || n > 11)
@@ -234,15 +250,10 @@ static bool is_stopword(const char *w, size_t n)
     char lc[12];
     for (size_t i = 0; i < n; i++)
         lc[i] = (w[i] >= 'A' && w[i] <= 'Z') ? (char)(w[i] + 32) : w[i];
-    for (size_t i = 0; i < sizeof stopwords_en / sizeof stopwords_en[0]; i++) {
-        const char *s = stopwords_en[i];
-        /* cheap rejects first: this runs for every word of every message */
-        if (s[0] != lc[0] || s[1] != lc[1] || s[2] != lc[2])
-            continue;
-        if (strlen(s) == n && memcmp(s, lc, n) == 0)
-            return true;
-    }
-    return false;
+    /* this runs for every word of every message: a binary search of the sorted list */
+    word_t key = {lc, n};
+    return bsearch(&key, stopwords_en, sizeof stopwords_en / sizeof stopwords_en[0],
+                   sizeof stopwords_en[0], cmp_word) != NULL;
 }
 
 typedef struct {
