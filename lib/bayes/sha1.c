@@ -1,6 +1,7 @@
 /*
  * SHA-1 through OpenSSL, needed because SpamAssassin keys Bayes tokens and message ids with it.
- * The digest is fetched once: a per-call fetch by name costs more than hashing a short token.
+ * The digest is fetched once and each thread reuses one context for one-shot digests: a fetch by
+ * name, or a context made and wiped per call, costs more than hashing a short token.
  */
 #include "bayes/bayes_int.h"
 
@@ -9,11 +10,19 @@
 #include <string.h>
 
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *md_sha1; /* kept for the life of the process */
+static EVP_MD *md_sha1;       /* kept for the life of the process */
+static pthread_key_t ctx_key; /* the thread's EVP_MD_CTX, freed when the thread ends */
+static bool have_key;
+
+static void ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void md_fetch(void)
 {
     md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    have_key = pthread_key_create(&ctx_key, ctx_free) == 0;
 }
 
 static const EVP_MD *sha1_md(void)
@@ -54,7 +63,16 @@ int tamis__sha1_final(tamis__sha1_t *c, uint8_t out[20])
 static void sha1_once(const void *data, size_t len, uint8_t d[20])
 {
     const EVP_MD *md = sha1_md();
-    if (!md || !EVP_Digest(data, len, d, NULL, md, NULL))
+    EVP_MD_CTX *c = have_key ? pthread_getspecific(ctx_key) : NULL;
+    if (md && !c && have_key && (c = EVP_MD_CTX_new()) != NULL &&
+        pthread_setspecific(ctx_key, c) != 0) {
+        EVP_MD_CTX_free(c);
+        c = NULL;
+    }
+    bool ok = md && (c ? EVP_DigestInit_ex2(c, md, NULL) && EVP_DigestUpdate(c, data, len) &&
+                             EVP_DigestFinal_ex(c, d, NULL)
+                       : EVP_Digest(data, len, d, NULL, md, NULL));
+    if (!ok)
         memset(d, 0, 20);
 }
 
