@@ -9,6 +9,8 @@
 #include "tamis/bayes.h"
 #include "tamis/msg.h"
 
+#include "pipeline.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +38,7 @@ typedef struct {
     bool quiet, progress, showdots;
     unsigned batch;
     tamis_bayes_t *db;
+    pipeline_t *pipe; /* parses and tokenizes ahead; learning stays in input order */
     unsigned long examined, learned, failed, total;
     double t0, last_draw;
     bool tty;
@@ -73,6 +76,7 @@ static const char usage_text[] =
     "     -u username           Per-user store in the same folder\n"
     "     -C path, --siteconfigpath=path, -p prefs, --cf=line  Accepted for compatibility\n"
     "     --batch-size <n>      Messages per write transaction (default 1000)\n"
+    "     -j n, --jobs n        Threads parsing messages (default: the number of CPUs)\n"
     "     --map-size <bytes>    Initial LMDB map size (grows when full; default 64 MiB)\n"
     "     --classify            Print the Bayes probability of each target (Tamis extension)\n"
     "     --tokens FILE...      Print the tokens of messages (Tamis extension)\n"
@@ -155,24 +159,53 @@ static int parse_for_learning(const char *data, size_t len, tamis_msg_t **out, c
     return 0;
 }
 
-/* Learns one message; reports problems and carries on. */
-static int learn_one(run_t *r, const char *data, size_t len, const char *where)
-{
-    if (r->max_size && len > r->max_size)
-        return 0; /* like sa-learn: skipped, not examined */
+/* One message on its way through the pipeline. */
+typedef struct {
+    char *data; /* owned; released once parsed */
+    size_t len;
+    char *where; /* owned */
+    int cls;
+    int rc; /* of parsing and tokenizing */
     char err[256];
+    tamis_bayes_prep_t *prep; /* owned */
+} job_t;
+
+static void job_free(void *arg)
+{
+    job_t *j = arg;
+    free(j->data);
+    free(j->where);
+    tamis_bayes_prep_free(j->prep);
+    free(j);
+}
+
+/* Worker side: everything but the store. */
+static void job_work(void *arg)
+{
+    job_t *j = arg;
     tamis_msg_t *m = NULL;
+    j->rc = parse_for_learning(j->data, j->len, &m, j->err, sizeof j->err);
+    if (j->rc == 0)
+        j->rc = tamis_bayes_prepare(m, &g_tok, &j->prep, j->err, sizeof j->err);
+    tamis_msg_free(m);
+    free(j->data);
+    j->data = NULL;
+}
+
+/* Learns one prepared message; reports problems and carries on. */
+static int learn_job(run_t *r, const job_t *j)
+{
+    char err[256];
     r->examined++;
-    if (parse_for_learning(data, len, &m, err, sizeof err) < 0) {
-        fprintf(stderr, "tamis-learn: %s: %s\n", where, err);
+    if (j->rc < 0) {
+        fprintf(stderr, "tamis-learn: %s: %s\n", j->where, j->err);
         r->failed++;
         return commit_if_due(r, false); /* batches count examined messages */
     }
-    int rc = tamis_bayes_learn_msg(r->db, m, &g_tok, (tamis_bayes_class_t)r->cls, false, err,
-                                   sizeof err);
-    tamis_msg_free(m);
+    int rc =
+        tamis_bayes_learn_prep(r->db, j->prep, (tamis_bayes_class_t)j->cls, false, err, sizeof err);
     if (rc < 0) {
-        fprintf(stderr, "tamis-learn: %s: %s\n", where, err);
+        fprintf(stderr, "tamis-learn: %s: %s\n", j->where, err);
         r->failed++;
         /* the batch was aborted (its earlier messages are lost, say so): start a new one so
          * later messages still go in */
@@ -189,6 +222,48 @@ static int learn_one(run_t *r, const char *data, size_t len, const char *where)
     return commit_if_due(r, false);
 }
 
+/* Learns the oldest queued message once it is ready: 1 when one was learned, 0 when none was
+ * ready (or none queued), -1 on a store failure that ends the run. */
+static int learn_next(run_t *r, bool wait)
+{
+    job_t *j = pipeline_pop(r->pipe, wait);
+    if (!j)
+        return 0;
+    int rc = learn_job(r, j);
+    job_free(j);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Queues one message (data is taken over) and learns those already parsed. */
+static int learn_one(run_t *r, char *data, size_t len, const char *where)
+{
+    if (r->max_size && len > r->max_size) {
+        free(data);
+        return 0; /* like sa-learn: skipped, not examined */
+    }
+    job_t *j = calloc(1, sizeof *j);
+    if (!j || !(j->where = strdup(where))) {
+        free(j);
+        free(data);
+        fprintf(stderr, "tamis-learn: out of memory\n");
+        return -1;
+    }
+    j->data = data;
+    j->len = len;
+    j->cls = r->cls;
+    int rc = 0;
+    while (rc >= 0 && pipeline_full(r->pipe))
+        rc = learn_next(r, true);
+    if (rc < 0) {
+        job_free(j);
+        return -1;
+    }
+    pipeline_push(r->pipe, j);
+    while ((rc = learn_next(r, false)) > 0)
+        ;
+    return rc;
+}
+
 /* mbox: messages start at "From " lines that follow a blank line (or the start). */
 static int learn_mbox(run_t *r, const char *d, size_t n, const char *where)
 {
@@ -202,7 +277,12 @@ static int learn_mbox(run_t *r, const char *d, size_t n, const char *where)
         if (boundary) {
             if (start != (size_t)-1) {
                 snprintf(loc, sizeof loc, "%s[%u]", where, idx++);
-                if (learn_one(r, d + start, i - start, loc) < 0)
+                char *copy = malloc(i - start + 1);
+                if (copy) {
+                    memcpy(copy, d + start, i - start);
+                    copy[i - start] = '\0';
+                }
+                if (!copy || learn_one(r, copy, i - start, loc) < 0)
                     return -1;
             }
             start = i;
@@ -255,7 +335,9 @@ static int learn_file(run_t *r, const char *path)
         r->failed++;
         return 0;
     }
-    int rc = r->mbox ? learn_mbox(r, data, len, path) : learn_one(r, data, len, path);
+    if (!r->mbox)
+        return learn_one(r, data, len, path);
+    int rc = learn_mbox(r, data, len, path);
     free(data);
     return rc;
 }
@@ -474,6 +556,7 @@ enum {
     O_MAPSIZE,
     O_REGEXP,
     O_TOKMODE,
+    O_JOBS,
 };
 
 int main(int argc, char **argv)
@@ -526,6 +609,7 @@ int main(int argc, char **argv)
         {"classify", no_argument, NULL, O_CLASSIFY},
         {"map-size", required_argument, NULL, O_MAPSIZE},
         {"token-mode", required_argument, NULL, O_TOKMODE},
+        {"jobs", required_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     tamis_bayes_tokopts_default(&g_tok);
@@ -533,6 +617,8 @@ int main(int argc, char **argv)
     const char *dbpath = DEFAULT_DBPATH, *user = NULL, *dump = NULL, *restore = NULL;
     const char *folders = NULL, *regexp = NULL;
     bool do_classify = false, nosync = false;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned jobs = ncpu > 0 ? (unsigned)ncpu : 1;
     size_t map_size = 0;
     bool do_dump = false, do_backup = false, do_clear = false, do_expire = false, do_sync = false;
     int c;
@@ -542,7 +628,7 @@ int main(int argc, char **argv)
     size_t ntargets = 0;
     if (!targets || !tcls)
         return 1;
-    while ((c = getopt_long(argc, argv, "-f:u:C:p:LD::qVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-f:u:C:p:j:LD::qVh", opts, NULL)) != -1) {
         switch (c) {
         case 1:
             if (r.cls < 0) {
@@ -630,6 +716,9 @@ int main(int argc, char **argv)
         case O_BATCH:
             r.batch = (unsigned)strtoul(optarg, NULL, 10);
             break;
+        case 'j':
+            jobs = (unsigned)strtoul(optarg, NULL, 10);
+            break;
         case O_TOKENS: {
             /* more files may follow: all tokenized in this one process */
             int rc = print_tokens(optarg);
@@ -672,6 +761,10 @@ int main(int argc, char **argv)
     }
     if (r.batch == 0)
         r.batch = 1;
+    if (jobs == 0)
+        jobs = 1;
+    if (jobs > 64)
+        jobs = 64;
     if (r.progress && r.showdots) {
         free(targets);
         free(tcls);
@@ -883,6 +976,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "ERROR: %s\n", err);
             status = 255;
         }
+        /* g_tok holds the store's mode from here on: the workers may read it */
+        r.pipe = pipeline_new(jobs, 64 * (size_t)jobs, job_work);
+        if (!r.pipe) {
+            fprintf(stderr, "ERROR: cannot start the parsing threads\n");
+            status = 255;
+        }
         for (size_t i = 0; i < nfiles && status == 0; i++) {
             r.cls = fcls[i];
             int rc;
@@ -892,16 +991,24 @@ int main(int argc, char **argv)
                 if (read_stdin(&data, &len) < 0) {
                     fprintf(stderr, "tamis-learn: error reading from STDIN\n");
                     rc = 0;
+                } else if (r.mbox) {
+                    rc = learn_mbox(&r, data, len, "-");
+                    free(data);
                 } else {
-                    rc = r.mbox ? learn_mbox(&r, data, len, "-") : learn_one(&r, data, len, "-");
+                    rc = learn_one(&r, data, len, "-");
                 }
-                free(data);
             } else {
                 rc = learn_file(&r, files[i]);
             }
             if (rc < 0)
                 status = 255;
         }
+        int rc = 0;
+        while (status == 0 && (rc = learn_next(&r, true)) > 0)
+            ;
+        if (rc < 0)
+            status = 255;
+        pipeline_free(r.pipe, job_free);
         if (commit_if_due(&r, true) < 0)
             status = 255;
         draw_progress(&r, true);

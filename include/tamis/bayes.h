@@ -114,7 +114,8 @@ void tamis_bayes_token_key(const char *token, size_t len, uint8_t key[TAMIS_BAYE
 void tamis_bayes_sha1_hex(const void *data, size_t len, char hex[41]);
 
 /* Message ids for the seen map: gen = SHA1hex(To\n \0 Date\n \0 SHA1hex(body, CRLF→LF)) +
- * "@sa_generated" (SA's generate_msgid); mid = Message-Id without <> ("" if none). Returns 0. */
+ * "@sa_generated" (SA's generate_msgid); mid = Message-Id without <> ("" if none). Returns 0,
+ * or TAMIS_ENOMEM when no digest context could be had (gen is then a fixed dummy). */
 int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t midlen);
 
 /* Receive time of a message as SA computes it (first parseable Received date, else Date, else
@@ -198,6 +199,20 @@ int tamis_bayes_learn_tokens(tamis_bayes_t *b, const tamis_bayes_tokens_t *t, co
 /* Tokenizes and learns a parsed message with its SA message ids and receive time. */
 int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
                           tamis_bayes_class_t cls, bool no_relearn, char *err, size_t errlen);
+
+/* A message made ready for learning without the store (its ids, receive time and tokens), so
+ * that trainers can tokenize on several threads and learn in order on one. */
+typedef struct tamis_bayes_prep tamis_bayes_prep_t;
+
+/* Thread-safe. o (NULL = defaults) must carry the store's token mode
+ * (tamis_bayes_store_tokmode). *out is the caller's, released with tamis_bayes_prep_free(). */
+int tamis_bayes_prepare(const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
+                        tamis_bayes_prep_t **out, char *err, size_t errlen);
+void tamis_bayes_prep_free(tamis_bayes_prep_t *p);
+/* tamis_bayes_learn_msg() for a prepared message: TAMIS_EINVAL when it was tokenized in another
+ * mode than the store's. */
+int tamis_bayes_learn_prep(tamis_bayes_t *b, const tamis_bayes_prep_t *p, tamis_bayes_class_t cls,
+                           bool no_relearn, char *err, size_t errlen);
 
 /* Seen map lookup: 's', 'h', or 0 when unknown (returned as the value). Negative on error. */
 int tamis_bayes_seen(tamis_bayes_t *b, const char *msgid, char *err, size_t errlen);

@@ -110,7 +110,16 @@ void tamis_buf_reset(tamis_buf_t *b);
 int tamis_buf_reserve(tamis_buf_t *b, size_t extra);
 int tamis_buf_append(tamis_buf_t *b, const void *p, size_t n);
 int tamis_buf_puts(tamis_buf_t *b, const char *s);
-int tamis_buf_putc(tamis_buf_t *b, char c);
+/* Inline: tokenizers append byte by byte. */
+static inline int tamis_buf_putc(tamis_buf_t *b, char c)
+{
+    if (!b->err && b->len + 2 <= b->cap && (!b->max || b->len < b->max)) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return tamis_buf_append(b, &c, 1);
+}
 int tamis_buf_printf(tamis_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int tamis_buf_vprintf(tamis_buf_t *b, const char *fmt, va_list ap);
 /* Hands the storage to the caller (free() it) and leaves b empty. Never NULL unless b->err. */

@@ -20,8 +20,9 @@ int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t mid
     char bodyhex[41];
     tamis__sha1_t c;
     uint8_t d[20];
+    bool fail = false;
     if (tamis_msg_uses_crlf(m)) {
-        tamis__sha1_init(&c);
+        fail |= tamis__sha1_init(&c) != 0;
         size_t i = 0, st = 0;
         for (; i < body.len; i++) {
             if (body.ptr[i] == '\r' && i + 1 < body.len && body.ptr[i + 1] == '\n') {
@@ -31,13 +32,13 @@ int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t mid
             }
         }
         tamis__sha1_update(&c, body.ptr + st, body.len - st);
-        tamis__sha1_final(&c, d);
+        fail |= tamis__sha1_final(&c, d) != 0;
         for (int k = 0; k < 20; k++)
             snprintf(bodyhex + 2 * k, 3, "%02x", d[k]);
     } else {
         tamis_bayes_sha1_hex(body.ptr ? body.ptr : "", body.len, bodyhex);
     }
-    tamis__sha1_init(&c);
+    fail |= tamis__sha1_init(&c) != 0;
     if (to && to->decoded) {
         tamis__sha1_update(&c, to->decoded, strlen(to->decoded));
         tamis__sha1_update(&c, "\n", 1);
@@ -49,7 +50,7 @@ int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t mid
     }
     tamis__sha1_update(&c, "", 1);
     tamis__sha1_update(&c, bodyhex, 40);
-    tamis__sha1_final(&c, d);
+    fail |= tamis__sha1_final(&c, d) != 0;
     for (int k = 0; k < 20; k++)
         snprintf(gen + 2 * k, 3, "%02x", d[k]);
     memcpy(gen + 40, "@sa_generated", 14);
@@ -76,7 +77,7 @@ int tamis_bayes_msgids(const tamis_msg_t *m, char gen[80], char *mid, size_t mid
             }
         }
     }
-    return 0;
+    return fail ? TAMIS_ENOMEM : 0;
 }
 
 static bool wordc(char c)

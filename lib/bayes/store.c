@@ -93,6 +93,7 @@ struct tamis_bayes {
     magicv_t mg; /* magic values of the open batch */
     op_t *ops;
     size_t nops, capops;
+    tamis__tokcache_t cache; /* token values of the open batch, written at commit */
 };
 
 static int lmdb_err(char *err, size_t errlen, int rc, const char *what)
@@ -298,6 +299,7 @@ static void ops_clear(tamis_bayes_t *b)
         free(b->ops[i].keys);
     }
     b->nops = 0;
+    tamis__tokcache_clear(&b->cache);
 }
 
 void tamis_bayes_close(tamis_bayes_t *b)
@@ -307,6 +309,7 @@ void tamis_bayes_close(tamis_bayes_t *b)
     tamis_bayes_abort(b);
     ops_clear(b);
     free(b->ops);
+    tamis__tokcache_free(&b->cache);
     entry_release(b->e);
     free(b);
 }
@@ -366,14 +369,6 @@ static uint64_t get_u64(const void *p, size_t n)
     for (size_t i = 0; i < n && i < 8; i++)
         v |= (uint64_t)u[i] << (8 * i);
     return v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
 }
 
 static int magic_load(tamis_bayes_t *b, MDB_txn *txn, magicv_t *m)
@@ -442,6 +437,7 @@ static void wabort(tamis_bayes_t *b)
         return;
     mdb_txn_abort(b->wtxn);
     b->wtxn = NULL;
+    tamis__tokcache_clear(&b->cache);
     pthread_rwlock_unlock(&b->e->rw);
     pthread_mutex_unlock(&b->e->wmutex);
 }
@@ -484,22 +480,23 @@ static int seen_get_txn(tamis_bayes_t *b, MDB_txn *txn, const char *id, char *cl
     return 0;
 }
 
+/* Adds ds/dh to the counts of keys (clamped at 0; a token at 0/0 is removed) in the batch's
+ * token cache; learning (ds or dh > 0) moves atimes forward to atime. */
 static int tok_change(tamis_bayes_t *b, const uint8_t *keys, size_t nkeys, int ds, int dh,
                       uint32_t atime)
 {
-    MDB_txn *txn = b->wtxn;
+    const uint32_t *idx;
+    int rc = tamis__tokcache_fetch(&b->cache, b->wtxn, b->tok, keys, nkeys, &idx);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < nkeys; i++) {
-        MDB_val key = {TAMIS_BAYES_KEY_LEN, (void *)(keys + i * TAMIS_BAYES_KEY_LEN)}, val;
+        tamis__tokent_t *e = &b->cache.ents[idx[i]];
         int64_t s = 0, h = 0;
         uint32_t at = 0;
-        int rc = mdb_get(txn, b->tok, &key, &val);
-        bool exists = rc == 0;
-        if (rc && rc != MDB_NOTFOUND)
-            return rc;
-        if (exists && val.mv_size >= 12) {
-            s = (int64_t)get_u64(val.mv_data, 4);
-            h = (int64_t)get_u64((const uint8_t *)val.mv_data + 4, 4);
-            at = (uint32_t)get_u64((const uint8_t *)val.mv_data + 8, 4);
+        if (e->exists && e->whole) {
+            s = e->s;
+            h = e->h;
+            at = e->at;
         }
         s += ds;
         h += dh;
@@ -512,10 +509,9 @@ static int tok_change(tamis_bayes_t *b, const uint8_t *keys, size_t nkeys, int d
         if (h > UINT32_MAX)
             h = UINT32_MAX;
         if (s == 0 && h == 0) {
-            if (exists) {
-                rc = mdb_del(txn, b->tok, &key, NULL);
-                if (rc)
-                    return rc;
+            if (e->exists) {
+                e->exists = e->whole = false;
+                e->dirty = true;
                 if (b->mg.v[M_NTOKENS])
                     b->mg.v[M_NTOKENS]--;
             }
@@ -529,16 +525,12 @@ static int tok_change(tamis_bayes_t *b, const uint8_t *keys, size_t nkeys, int d
             if (!b->mg.v[M_OLDEST] || at < b->mg.v[M_OLDEST])
                 b->mg.v[M_OLDEST] = at;
         }
-        uint8_t v[12];
-        put_u32(v, (uint32_t)s);
-        put_u32(v + 4, (uint32_t)h);
-        put_u32(v + 8, at);
-        MDB_val nv = {12, v};
-        rc = mdb_put(txn, b->tok, &key, &nv, 0);
-        if (rc)
-            return rc;
-        if (!exists)
+        if (!e->exists)
             b->mg.v[M_NTOKENS]++;
+        e->s = (uint32_t)s;
+        e->h = (uint32_t)h;
+        e->at = at;
+        e->exists = e->whole = e->dirty = true;
     }
     return 0;
 }
@@ -627,6 +619,7 @@ static int regrow_and_replay(tamis_bayes_t *b)
         pthread_rwlock_unlock(&b->e->rw);
         int rc = grow_map(b);
         pthread_rwlock_rdlock(&b->e->rw);
+        tamis__tokcache_clear(&b->cache); /* the aborted txn's values */
         if (rc == 0)
             rc = mdb_txn_begin(b->e->env, NULL, 0, &b->wtxn);
         if (rc == 0)
@@ -658,7 +651,9 @@ static int regrow_and_replay(tamis_bayes_t *b)
 static int commit_txn(tamis_bayes_t *b)
 {
     for (;;) {
-        int rc = magic_store(b, b->wtxn, &b->mg);
+        int rc = tamis__tokcache_flush(&b->cache, b->wtxn, b->tok);
+        if (rc == 0)
+            rc = magic_store(b, b->wtxn, &b->mg);
         if (rc == MDB_MAP_FULL) {
             rc = regrow_and_replay(b);
             if (rc)
@@ -791,17 +786,73 @@ int tamis_bayes_learn_tokens(tamis_bayes_t *b, const tamis_bayes_tokens_t *t, co
     return changed;
 }
 
+struct tamis_bayes_prep {
+    char gen[80], mid[MAX_MSGID + 1];
+    time_t atime;
+    tamis_bayes_tokmode_t mode;
+    tamis_bayes_tokens_t *t;
+};
+
+int tamis_bayes_prepare(const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
+                        tamis_bayes_prep_t **out, char *err, size_t errlen)
+{
+    if (!m || !out)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad prepare arguments");
+    *out = NULL;
+    tamis_bayes_prep_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+    if (tamis_bayes_msgids(m, p->gen, p->mid, sizeof p->mid) != 0) {
+        free(p);
+        return tamis_seterr(err, errlen, TAMIS_ENOMEM, "bayes: out of memory");
+    }
+    time_t now = time(NULL);
+    p->atime = tamis_bayes_msg_atime(m, now);
+    if (p->atime - now > 86400)
+        p->atime = now;
+    tamis_bayes_tokopts_t so;
+    if (o)
+        so = *o;
+    else
+        tamis_bayes_tokopts_default(&so);
+    p->mode = so.mode;
+    int rc = tamis_bayes_tokenize_msg(m, &so, &p->t, err, errlen);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void tamis_bayes_prep_free(tamis_bayes_prep_t *p)
+{
+    if (!p)
+        return;
+    tamis_bayes_tokens_free(p->t);
+    free(p);
+}
+
+int tamis_bayes_learn_prep(tamis_bayes_t *b, const tamis_bayes_prep_t *p, tamis_bayes_class_t cls,
+                           bool no_relearn, char *err, size_t errlen)
+{
+    if (!b || !p)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad learn arguments");
+    tamis_bayes_tokmode_t mode =
+        b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
+    if (p->mode != mode)
+        return tamis_seterr(err, errlen, TAMIS_EINVAL,
+                            "bayes: message tokenized in %s mode, the store is in %s mode",
+                            tamis_bayes_tokmode_name(p->mode), tamis_bayes_tokmode_name(mode));
+    return tamis_bayes_learn_tokens(b, p->t, p->gen, p->mid, p->atime, cls, no_relearn, err,
+                                    errlen);
+}
+
 int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_bayes_tokopts_t *o,
                           tamis_bayes_class_t cls, bool no_relearn, char *err, size_t errlen)
 {
     if (!b || !m)
         return tamis_seterr(err, errlen, TAMIS_EINVAL, "bayes: bad learn arguments");
-    char gen[80], mid[MAX_MSGID + 1];
-    tamis_bayes_msgids(m, gen, mid, sizeof mid);
-    time_t now = time(NULL);
-    time_t at = tamis_bayes_msg_atime(m, now);
-    if (at - now > 86400)
-        at = now;
     /* the store's token mode wins over the caller's: its tokens must stay comparable */
     tamis_bayes_tokopts_t so;
     if (o)
@@ -809,12 +860,12 @@ int tamis_bayes_learn_msg(tamis_bayes_t *b, const tamis_msg_t *m, const tamis_ba
     else
         tamis_bayes_tokopts_default(&so);
     so.mode = b->wtxn ? (tamis_bayes_tokmode_t)b->mg.v[M_TOKMODE] : tamis_bayes_store_tokmode(b);
-    tamis_bayes_tokens_t *t;
-    int rc = tamis_bayes_tokenize_msg(m, &so, &t, err, errlen);
+    tamis_bayes_prep_t *p;
+    int rc = tamis_bayes_prepare(m, &so, &p, err, errlen);
     if (rc)
         return rc;
-    rc = tamis_bayes_learn_tokens(b, t, gen, mid, at, cls, no_relearn, err, errlen);
-    tamis_bayes_tokens_free(t);
+    rc = tamis_bayes_learn_prep(b, p, cls, no_relearn, err, errlen);
+    tamis_bayes_prep_free(p);
     return rc;
 }
 
@@ -1163,22 +1214,16 @@ typedef struct {
 
 static int touch_apply(tamis_bayes_t *b, const touch_ctx_t *x)
 {
+    const uint32_t *idx;
+    int rc = tamis__tokcache_fetch(&b->cache, b->wtxn, b->tok, x->keys, x->n, &idx);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < x->n; i++) {
-        MDB_val key = {TAMIS_BAYES_KEY_LEN, (void *)(x->keys + i * TAMIS_BAYES_KEY_LEN)}, val;
-        int rc = mdb_get(b->wtxn, b->tok, &key, &val);
-        if (rc == MDB_NOTFOUND)
+        tamis__tokent_t *e = &b->cache.ents[idx[i]];
+        if (!e->exists || !e->whole || e->at >= x->floor)
             continue;
-        if (rc)
-            return rc;
-        if (val.mv_size < 12 || get_u64((const uint8_t *)val.mv_data + 8, 4) >= x->floor)
-            continue;
-        uint8_t v[12];
-        memcpy(v, val.mv_data, 8);
-        put_u32(v + 8, x->atime);
-        MDB_val nv = {12, v};
-        rc = mdb_put(b->wtxn, b->tok, &key, &nv, 0);
-        if (rc)
-            return rc;
+        e->at = x->atime;
+        e->dirty = true;
         if (x->atime > b->mg.v[M_NEWEST])
             b->mg.v[M_NEWEST] = x->atime;
     }
@@ -1789,9 +1834,9 @@ static int restore_fn(tamis_bayes_t *b, void *vctx)
                 continue;
             }
             uint8_t v[12];
-            put_u32(v, (uint32_t)s);
-            put_u32(v + 4, (uint32_t)h);
-            put_u32(v + 8, (uint32_t)at);
+            tamis__put_u32(v, (uint32_t)s);
+            tamis__put_u32(v + 4, (uint32_t)h);
+            tamis__put_u32(v + 8, (uint32_t)at);
             MDB_val kv = {TAMIS_BAYES_KEY_LEN, key}, vv = {12, v}, old;
             rc = mdb_get(b->wtxn, b->tok, &kv, &old);
             bool existed = rc == 0;

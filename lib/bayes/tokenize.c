@@ -216,6 +216,7 @@ static bool is_upper(unsigned char c)
     return c >= 'A' && c <= 'Z';
 }
 
+/* SA's stopword list, in strcmp order (is_stopword searches it by halves). */
 static const char *const stopwords_en[] = {
     "able",    "all",  "already", "and",         "any",     "are",    "because", "both", "can",
     "come",    "each", "email",   "even",        "few",     "first",  "for",     "from", "give",
@@ -227,6 +228,21 @@ static const char *const stopwords_en[] = {
     "without", "work", "world",   "year",        "years",   "you",    "you're",  "your",
 };
 
+typedef struct {
+    const char *s;
+    size_t n;
+} word_t;
+
+/* strcmp order between a counted word and a list entry */
+static int cmp_word(const void *key, const void *entry)
+{
+    const word_t *w = key;
+    const char *s = *(const char *const *)entry;
+    size_t sl = strlen(s);
+    int c = memcmp(w->s, s, w->n < sl ? w->n : sl);
+    return c ? c : (w->n > sl) - (w->n < sl);
+}
+
 static bool is_stopword(const char *w, size_t n)
 {
     if (n < 3 || n > 11)
@@ -234,15 +250,10 @@ static bool is_stopword(const char *w, size_t n)
     char lc[12];
     for (size_t i = 0; i < n; i++)
         lc[i] = (w[i] >= 'A' && w[i] <= 'Z') ? (char)(w[i] + 32) : w[i];
-    for (size_t i = 0; i < sizeof stopwords_en / sizeof stopwords_en[0]; i++) {
-        const char *s = stopwords_en[i];
-        /* cheap rejects first: this runs for every word of every message */
-        if (s[0] != lc[0] || s[1] != lc[1] || s[2] != lc[2])
-            continue;
-        if (strlen(s) == n && memcmp(s, lc, n) == 0)
-            return true;
-    }
-    return false;
+    /* this runs for every word of every message: a binary search of the sorted list */
+    word_t key = {lc, n};
+    return bsearch(&key, stopwords_en, sizeof stopwords_en / sizeof stopwords_en[0],
+                   sizeof stopwords_en[0], cmp_word) != NULL;
 }
 
 typedef struct {
@@ -274,6 +285,12 @@ static void emit(tctx_t *c, const char *prefix, const char *s, size_t n)
         c->err = rc;
 }
 
+static bool kept_char(unsigned char ch)
+{
+    return is_w(ch) || ch == ',' || ch == '@' || ch == '*' || ch == '!' || ch == '\'' ||
+           ch == '"' || ch == '$' || ch == '.' || ch == ' ' || ch == '-';
+}
+
 /* Step 1: keep allowed runs and complete UTF-8 sequences, everything else becomes a space. */
 static void char_filter(const unsigned char *s, size_t n, tamis_buf_t *out)
 {
@@ -281,13 +298,15 @@ static void char_filter(const unsigned char *s, size_t n, tamis_buf_t *out)
     tamis_buf_reserve(out, n + 1);
     size_t i = 0;
     while (i < n) {
-        unsigned char ch = s[i];
-        if (is_w(ch) || ch == ',' || ch == '@' || ch == '*' || ch == '!' || ch == '\'' ||
-            ch == '"' || ch == '$' || ch == '.' || ch == ' ' || ch == '-') {
-            tamis_buf_putc(out, (char)ch);
-            i++;
+        size_t run = i; /* kept bytes are copied a run at a time */
+        while (run < n && kept_char(s[run]))
+            run++;
+        if (run > i) {
+            tamis_buf_append(out, s + i, run - i);
+            i = run;
             continue;
         }
+        unsigned char ch = s[i];
         size_t k = 0;
         if (ch >= 0xC0 && ch <= 0xDF && i + 1 < n && is_cont(s[i + 1]))
             k = 2;
@@ -313,26 +332,31 @@ static void split_runs(const char *s, size_t n, char x, size_t lo, tamis_buf_t *
 {
     tamis_buf_reset(out);
     tamis_buf_reserve(out, n + 16);
-    size_t i = 0;
-    while (i < n) {
-        if (is_w((unsigned char)s[i]) && i + 1 < n && s[i + 1] == x) {
+    size_t i = 0, lit = 0; /* s[lit..i) is copied unchanged, a run at a time */
+    while (i + 1 < n) {
+        /* a match starts one before an x: skip to the next x */
+        const char *q = memchr(s + i + 1, x, n - i - 1);
+        if (!q)
+            break;
+        i = (size_t)(q - s) - 1;
+        if (is_w((unsigned char)s[i])) {
             size_t j = i + 1;
             while (j < n && s[j] == x)
                 j++;
             size_t run = j - i - 1;
             if (run >= lo && run <= 6 && j < n && is_w((unsigned char)s[j])) {
-                tamis_buf_putc(out, s[i]);
+                tamis_buf_append(out, s + lit, i + 1 - lit);
                 tamis_buf_putc(out, ' ');
                 tamis_buf_append(out, s + i + 1, run);
                 tamis_buf_putc(out, ' ');
                 tamis_buf_putc(out, s[j]);
-                i = j + 1;
+                i = lit = j + 1;
                 continue;
             }
         }
-        tamis_buf_putc(out, s[i]);
         i++;
     }
+    tamis_buf_append(out, s + lit, n - lit);
 }
 
 /* At p an uppercase letter starts "([A-Z])([^A-Z]+)(?:\s|$)": returns the end of the match (after

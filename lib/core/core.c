@@ -278,11 +278,6 @@ int tamis_buf_puts(tamis_buf_t *b, const char *s)
     return tamis_buf_append(b, s, strlen(s));
 }
 
-int tamis_buf_putc(tamis_buf_t *b, char c)
-{
-    return tamis_buf_append(b, &c, 1);
-}
-
 int tamis_buf_vprintf(tamis_buf_t *b, const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -261,6 +261,27 @@ static bool has(const tamis_bayes_tokens_t *t, const char *s)
     return tamis_bayes_tokens_has(t, s);
 }
 
+/* Stop words are found anywhere in the sorted list, whatever their case; near misses stay. */
+static void test_stopwords(void **state)
+{
+    (void)state;
+    const char *hdr = "Subject: x\n";
+    const char *body = "able Already information WITHOUT it's your you're zzz\n"
+                       "abl alread informations yours your're aaa\n";
+    tamis_bayes_tokens_t *t = NULL;
+    assert_int_equal(
+        tamis_bayes_tokenize_text(hdr, strlen(hdr), body, strlen(body), NULL, &t, NULL, 0), 0);
+    static const char *const stop[] = {"able", "already", "Already", "information",
+                                       "ITS",  "your",    "you're"};
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
+        assert_false(has(t, stop[i]));
+    static const char *const kept[] = {"zzz",   "abl",     "alread", "informations",
+                                       "yours", "your're", "aaa"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        assert_true(has(t, kept[i]));
+    tamis_bayes_tokens_free(t);
+}
+
 static void test_tokenize_text_rules(void **state)
 {
     (void)state;
@@ -941,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_sha1_key),
         cmocka_unit_test(test_tokenize_msg_matches_sa),
         cmocka_unit_test(test_tokenize_text_rules),
+        cmocka_unit_test(test_stopwords),
         cmocka_unit_test(test_store_learn_forget),
         cmocka_unit_test(test_per_user),
         cmocka_unit_test(test_map_growth),
