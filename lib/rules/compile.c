@@ -53,6 +53,14 @@ static void scan_captures(tamis__rule_t *r, const char *pat)
     }
 }
 
+/* A rule scored 0 in every set never runs (spec-rules §8): compiled for --lint, but its JIT code
+ * would only take memory. */
+static bool scored_zero(const tamis__rule_t *r)
+{
+    return r->scored && r->score[0] == 0 && r->score[1] == 0 && r->score[2] == 0 &&
+           r->score[3] == 0;
+}
+
 static int compile_regex_rule(tamis_ruleset_t *rs, tamis__rule_t *r, tamis_diag_t *diag)
 {
     char err[256];
@@ -78,7 +86,7 @@ static int compile_regex_rule(tamis_ruleset_t *rs, tamis__rule_t *r, tamis_diag_
         r->re_flags = flags;
         /* a template rule is compiled per message once its tags are known */
         if (!r->has_template &&
-            !(r->re = tamis__regex_compile(rs, pat, flags, true, err, sizeof(err))))
+            !(r->re = tamis__regex_compile(rs, pat, flags, !scored_zero(r), err, sizeof(err))))
             rc = TAMIS_EPARSE;
         if (rc && strstr(err, "too large") &&
             (r->re32 = tamis__re32_compile(rs->tables, pat, flags, err, sizeof(err))) != NULL)
