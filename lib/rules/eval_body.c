@@ -23,6 +23,7 @@ void *tamis__evre_get(void *_Atomic *slot, const char *pat, uint32_t opts);
 int tamis__evre_exec(void *code, const char *s, size_t len, size_t start, size_t *ov, size_t nov);
 void *tamis__evre_compile(const char *pat, uint32_t opts);
 void tamis__evre_free(void *code);
+void *tamis__evre_arg(const char *pat, uint32_t opts);
 const char *tamis__evx_get(tamis_eval_ctx_t *ctx, const char *expr);
 double tamis__evx_num(const char *arg);
 
@@ -167,11 +168,10 @@ static double html_text_match_common(tamis_eval_ctx_t *ctx, const char *const *a
     const char *text = tamis_msg_html_text(ctx->msg, a[0]);
     if (!text || !*text)
         return 0;
-    void *re = tamis__evre_compile(a[1], 0);
+    void *re = tamis__evre_arg(a[1], 0);
     if (!re)
         return 0;
     bool hit = tamis__evre_exec(re, text, strlen(text), 0, NULL, 0) > 0;
-    tamis__evre_free(re);
     return hit == want;
 }
 

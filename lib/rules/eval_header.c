@@ -19,6 +19,7 @@
 #include <libpsl.h>
 #include <math.h>
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ void *tamis__evre_get(void *_Atomic *slot, const char *pat, uint32_t opts);
 int tamis__evre_exec(void *code, const char *s, size_t len, size_t start, size_t *ov, size_t nov);
 void *tamis__evre_compile(const char *pat, uint32_t opts);
 void tamis__evre_free(void *code);
+/* Code for a pattern given as an eval argument, owned by a process-wide cache: never free it. */
+void *tamis__evre_arg(const char *pat, uint32_t opts);
 const char *tamis__evx_get(tamis_eval_ctx_t *ctx, const char *expr);
 double tamis__evx_num(const char *arg);
 bool tamis__evx_parse_date(const char *date, time_t *out);
@@ -45,16 +48,21 @@ size_t tamis__evx_split(tamis_arena_t *a, const char *s, char sep, const char **
 /* Bounds backtracking on hostile input; a match that hits it counts as no match, as in SA. */
 #define EVRE_MATCH_LIMIT 200000u
 
-void *tamis__evre_compile(const char *pat, uint32_t opts)
+static pcre2_code *compile_re(const char *pat, uint32_t opts, bool jit)
 {
     int errcode;
     PCRE2_SIZE erroff;
     pcre2_code *c =
         pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &errcode, &erroff, NULL);
-    if (c)
+    if (c && jit)
         (void)pcre2_jit_compile(c, PCRE2_JIT_COMPLETE); /* JIT failure falls back to the
                                                             interpreter */
     return c;
+}
+
+void *tamis__evre_compile(const char *pat, uint32_t opts)
+{
+    return compile_re(pat, opts, true);
 }
 
 void tamis__evre_free(void *code)
@@ -78,6 +86,44 @@ void *tamis__evre_get(void *_Atomic *slot, const char *pat, uint32_t opts)
         return expected;
     }
     return c;
+}
+
+/* Patterns given as eval arguments, compiled once per process and kept: a JIT compile per call
+ * cost more than the match. Keyed by text, not by pointer, since a reload frees the old rules. */
+typedef struct arg_re {
+    struct arg_re *next;
+    uint32_t opts;
+    void *code;
+    char pat[];
+} arg_re_t;
+
+#define ARG_RE_BUCKETS 256
+static arg_re_t *arg_res[ARG_RE_BUCKETS];
+static pthread_mutex_t arg_re_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void *tamis__evre_arg(const char *pat, uint32_t opts)
+{
+    uint32_t h = 2166136261u ^ opts;
+    for (const char *p = pat; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    arg_re_t **head = &arg_res[h % ARG_RE_BUCKETS];
+    pthread_mutex_lock(&arg_re_lock);
+    arg_re_t *e = *head;
+    while (e && (e->opts != opts || strcmp(e->pat, pat) != 0))
+        e = e->next;
+    if (!e) {
+        size_t n = strlen(pat) + 1;
+        if ((e = malloc(sizeof(*e) + n))) {
+            memcpy(e->pat, pat, n);
+            e->opts = opts;
+            e->code = tamis__evre_compile(pat, opts); /* NULL stays NULL: never hits */
+            e->next = *head;
+            *head = e;
+        }
+    }
+    void *code = e ? e->code : NULL;
+    pthread_mutex_unlock(&arg_re_lock);
+    return code;
 }
 
 /* Matches code against s[0, len) from start. Returns > 0 on a match and fills ov with up to nov
@@ -119,7 +165,7 @@ static bool re_match(re_t *re, const char *s)
 /* Compiles pat, matches it once against s, frees it: for patterns built from message data. */
 static bool re_once(const char *pat, uint32_t opts, const char *s)
 {
-    void *c = tamis__evre_compile(pat, opts);
+    void *c = compile_re(pat, opts, false); /* used once: JIT would cost more than it saves */
     bool hit = c && s && tamis__evre_exec(c, s, strlen(s), 0, NULL, 0) > 0;
     tamis__evre_free(c);
     return hit;
@@ -1765,7 +1811,7 @@ static double check_freemail_header(tamis_eval_ctx_t *ctx, const char *const *a,
     if (!freemail_available(ctx->conf) || n < 1)
         return 0;
     void *re = NULL;
-    if (n > 1 && !(re = tamis__evre_compile(a[1], 0)))
+    if (n > 1 && !(re = tamis__evre_arg(a[1], 0)))
         return 0;
     const char *expr = tamis_arena_printf(ctx->arena, "%s:addr", a[0]);
     const char **v;
@@ -1780,7 +1826,6 @@ static double check_freemail_header(tamis_eval_ctx_t *ctx, const char *const *a,
         fm_log(ctx, e);
         hit = 1;
     }
-    tamis__evre_free(re);
     return hit;
 }
 
@@ -1789,7 +1834,7 @@ static double check_freemail_from(tamis_eval_ctx_t *ctx, const char *const *a, s
     if (!freemail_available(ctx->conf))
         return 0;
     void *re = NULL;
-    if (n > 0 && !(re = tamis__evre_compile(a[0], 0)))
+    if (n > 0 && !(re = tamis__evre_arg(a[0], 0)))
         return 0;
     addrs_t *x = all_from_addrs(ctx);
     double hit = 0;
@@ -1802,7 +1847,6 @@ static double check_freemail_from(tamis_eval_ctx_t *ctx, const char *const *a, s
         fm_log(ctx, e);
         hit = 1;
     }
-    tamis__evre_free(re);
     return hit;
 }
 
@@ -1938,12 +1982,11 @@ static double check_freemail_body(tamis_eval_ctx_t *ctx, const char *const *a, s
     if (!body)
         return 0;
     void *re = NULL;
-    if (n > 0 && !(re = tamis__evre_compile(a[0], 0)))
+    if (n > 0 && !(re = tamis__evre_arg(a[0], 0)))
         return 0;
     double hit = 0;
     for (size_t i = 0; i < body->n && !hit; i++)
         hit = !re || tamis__evre_exec(re, body->v[i], strlen(body->v[i]), 0, NULL, 0) > 0;
-    tamis__evre_free(re);
     return hit;
 }
 
