@@ -91,8 +91,7 @@ static int hexdig(char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* \xHH or \x{HH} at p (p[0] = '\\', p[1] = 'x'): the byte value, or -1; *len its length. */
-static int hex_byte(const char *p, size_t *len)
+int tamis__regex_hex_escape(const char *p, size_t *len)
 {
     int v = 0;
     size_t i = 2;
@@ -100,12 +99,19 @@ static int hex_byte(const char *p, size_t *len)
         for (i = 3; hexdig(p[i]) >= 0 && v < 0x1000; i++)
             v = v * 16 + hexdig(p[i]);
         *len = i + 1;
-        return p[i] == '}' && v <= 0xff ? v : -1;
+        return p[i] == '}' ? v : -1;
     }
     for (; i < 4 && hexdig(p[i]) >= 0; i++)
         v = v * 16 + hexdig(p[i]);
     *len = i;
     return v;
+}
+
+/* The byte a \xHH or \x{HH} escape at p names, or -1 (no closing brace, or above 0xff). */
+static int hex_byte(const char *p, size_t *len)
+{
+    int v = tamis__regex_hex_escape(p, len);
+    return v > 0xff ? -1 : v;
 }
 
 static int set_of_byte(int c)

@@ -119,17 +119,6 @@ static bool caseless_somewhere(const char *p, uint32_t flags)
     return false;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Could PCRE2 and Vectorscan read this pattern differently? Then PCRE2 alone runs it. */
 static bool unsafe_pattern(const char *p, uint32_t flags)
 {
@@ -156,25 +145,6 @@ static bool add(tamis_buf_t *b, const char *s)
     return !b->err;
 }
 
-/* The byte value of a \xHH or \x{HH} escape at p (p[0] = '\\', p[1] = 'x'), and its length. */
-static int hex_escape(const char *p, size_t *len)
-{
-    int v = 0;
-    size_t i = 2;
-    if (p[2] == '{') {
-        for (i = 3; hexval(p[i]) >= 0 && v < 0x1000; i++)
-            v = v * 16 + hexval(p[i]);
-        if (p[i] != '}')
-            return -1;
-        *len = i + 1;
-        return v;
-    }
-    for (; i < 4 && hexval(p[i]) >= 0; i++)
-        v = v * 16 + hexval(p[i]);
-    *len = i;
-    return v;
-}
-
 /*
  * Caseless patterns: PCRE2 folds Latin-1 letters (0xC0-0xDE <-> 0xE0-0xFE) like Perl's /aa,
  * Vectorscan folds ASCII only. The database's copy therefore matches any byte >= 0x80 wherever
@@ -191,7 +161,7 @@ static char *widen_high_bytes(const char *p)
         bool is_high = (unsigned char)*r >= 0x80;
         size_t len = 1;
         if (*r == '\\' && r[1] == 'x') {
-            int v = hex_escape(r, &len);
+            int v = tamis__regex_hex_escape(r, &len);
             is_high = v >= 0x80;
         } else if (*r == '\\' && r[1]) {
             len = 2;

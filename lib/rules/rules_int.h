@@ -227,9 +227,7 @@ char *tamis__replace_tags(const tamis_ruleset_t *rs, const char *pattern);
 /* Compiling (compile.c): regexes, metas, priorities, order. */
 int tamis__finish(tamis_ruleset_t *rs, tamis_diag_t *diag);
 
-/* Run schedules (schedule.c). Does r run with score set `set`? */
-bool tamis__sched_runnable(const tamis__rule_t *r, int set);
-/* Makes rs->sched from the final rules, order and metas. */
+/* Run schedules (schedule.c). Makes rs->sched from the final rules, order and metas. */
 int tamis__schedule_build(tamis_ruleset_t *rs);
 /* Regex source "/re/mods" or "m{re}mods" → pattern and PCRE2 options. Returns 0 or
  * TAMIS_EPARSE with a message in err. */
@@ -257,6 +255,9 @@ int tamis__re32_match(void *re, const char *s, size_t len, size_t start, size_t 
  * merged), for the database only; malloc'ed, NULL when the syntax is not handled or on allocation
  * failure (the caller keeps pattern). */
 char *tamis__pf_shrink(const char *pattern);
+/* The value of a \xHH or \x{HH} escape at p (p[0] = '\\', p[1] = 'x'), -1 when the brace is not
+ * closed; *len its length. */
+int tamis__regex_hex_escape(const char *p, size_t *len);
 int tamis__pf_build(tamis_ruleset_t *rs, const char *cache_dir, tamis_diag_t *diag);
 void tamis__pf_free(tamis__prefilter_t *pf);
 /* The group of rule index i, or -1 when the rule is always matched by PCRE2. */

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool tamis__sched_runnable(const tamis__rule_t *r, int set)
+/* Does r run with score set `set`? */
+static bool runnable(const tamis__rule_t *r, int set)
 {
     if (r->kind == TAMIS__K_NONE || r->dropped || r->score[set] == 0)
         return false;
@@ -41,7 +42,7 @@ typedef struct {
  * once it has run, so its meta dependants wait for it; other metas are unaffected. */
 static bool dep_done(const sim_t *s, const tamis__rule_t *d, int p, bool final)
 {
-    if (!tamis__sched_runnable(d, s->set) || s->done[d->index])
+    if (!runnable(d, s->set) || s->done[d->index])
         return true;
     if (d->kind == TAMIS__K_META || deferred(d, s->net_eval))
         return false;
@@ -56,7 +57,7 @@ static size_t ready_metas(sim_t *s, int p, bool final, int *out)
     size_t n = 0;
     for (size_t i = 0; i < rs->nmetas; i++) {
         const tamis__rule_t *m = rs->rules[rs->metas[i]];
-        if (s->done[m->index] || !tamis__sched_runnable(m, s->set) || (!final && m->priority > p))
+        if (s->done[m->index] || !runnable(m, s->set) || (!final && m->priority > p))
             continue;
         bool ready = true;
         for (size_t j = 0; j < m->ndeps && ready; j++)
@@ -97,7 +98,7 @@ static int build_one(tamis_ruleset_t *rs, int set, bool net_eval, bool *done, ta
         lv->rules = rules + nrules;
         for (; i < rs->norder && rs->rules[rs->order[i]]->priority == p; i++) {
             const tamis__rule_t *r = rs->rules[rs->order[i]];
-            if (!tamis__sched_runnable(r, set) || deferred(r, net_eval))
+            if (!runnable(r, set) || deferred(r, net_eval))
                 continue;
             rules[nrules++] = r->index;
             lv->nrules++;
@@ -111,7 +112,7 @@ static int build_one(tamis_ruleset_t *rs, int set, bool net_eval, bool *done, ta
     sc->net = rules + nrules;
     for (i = 0; i < rs->norder; i++) {
         const tamis__rule_t *r = rs->rules[rs->order[i]];
-        if (tamis__sched_runnable(r, set) && deferred(r, net_eval)) {
+        if (runnable(r, set) && deferred(r, net_eval)) {
             sc->net[nnet++] = r->index;
             done[r->index] = true;
         }
